@@ -1,0 +1,42 @@
+# pspl-nb: two commands do everything on a fresh machine.
+#   make reproduce [PROFILE=smoke|cpu|gpu|paper]   run every notebook, results under results/<profile>/
+#   make test                                       the whole test suite, notebooks included
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PROFILE ?= cpu
+JOBS    ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help env test reproduce lab data bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# The venv is built once; it is rebuilt only when a dependency file changes.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+env: $(STAMP)  ## create .venv with the pinned packages
+
+test: $(STAMP)  ## run the whole test suite (notebooks in the smoke profile included)
+	$(BIN)/python -m pytest -n $(JOBS)
+
+reproduce: $(STAMP)  ## execute every notebook in order; PROFILE=cpu by default
+	$(BIN)/python -m pspl_nb.reproduce --profile $(PROFILE)
+
+lab: $(STAMP)  ## open JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks/
+
+data: $(STAMP)  ## download DIV2K and the benchmarks (needs a network)
+	$(BIN)/python -m pspl_nb.data fetch all
+
+bench: $(STAMP)  ## run the benchmarks in bench/
+	$(BIN)/python bench/run_all.py
+
+clean:  ## remove the venv and generated results (keeps data/ downloads)
+	rm -rf $(VENV) results/smoke results/cpu results/runs .pytest_cache
