@@ -1,0 +1,117 @@
+"""Pixel-level Self-Paced Learning (Lin et al., ICASSP 2020): the whole method.
+
+    Ms = SSIM(Isr, Ihr)                              per pixel and channel    (Eq. 3-5)
+    Ma = gamma * exp(-(Ms - mu)^2 / delta^2)         attention                (Eq. 6-7)
+    delta = alpha * step + beta                      widens with training     (Eq. 8)
+    loss = L(Ma * Isr, Ma * Ihr)                     L = L1 or L2             (Eq. 10)
+
+Ms and Ma are constants: no gradient flows through them. With mu = -1 (SSIM's lower bound) the worst
+reconstructed pixels get the largest weight; as delta grows every weight tends to gamma and the loss to
+gamma * L. ``step`` counts fractional epochs, as the official code does: it adds 1 / batches_per_epoch
+before every loss call, so the first call already has step = 1 / batches_per_epoch.
+"""
+import math
+
+import torch
+from torch import nn
+
+from pspl_nb.ssim import ssim_map
+
+BASES = ("l1", "l2", "charbonnier")
+SSIM_MODES = ("paper", "official")
+
+
+def check_schedule(gamma: float, alpha: float, beta: float, step: float = 0.0) -> None:
+    """Raise ValueError naming the first bad PSPL hyper-parameter (all must be finite and >= 0)."""
+    for name, value in (("gamma", gamma), ("alpha", alpha), ("beta", beta), ("step", step)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"PSPL: {name}={value} must be finite and >= 0")
+    if alpha == 0 and beta == 0:
+        raise ValueError("PSPL: alpha=0 and beta=0 make delta = 0 at every step; set one of them > 0")
+
+
+def attention(ms, step: float, gamma: float = 2.0, mu: float = -1.0, alpha: float = 1.0, beta: float = 0.0):
+    """Attention map Ma of Eq. 7 with the width delta of Eq. 8.
+
+    Args:
+        ms: similarity values on [-1, 1], any shape (tensor, array or float).
+        step: training age in epochs (fractional), >= 0.
+        gamma: peak weight, >= 0 (paper: 2). mu: position of the peak (paper: -1, hard pixels first;
+            +1 gives the classic easy-first order). alpha, beta: delta's growth per epoch and start
+            (paper: 1 and 0), >= 0 and not both 0.
+
+    Returns:
+        Tensor shaped like ``ms`` with values on [0, gamma]. At delta = 0 (step = 0 with beta = 0)
+        it is the limit: gamma where ms == mu, 0 elsewhere.
+    """
+    check_schedule(gamma, alpha, beta, step)
+    ms = torch.as_tensor(ms)
+    delta = alpha * step + beta
+    if delta == 0:
+        return torch.where(ms == mu, gamma, 0.0).to(ms.dtype if ms.is_floating_point() else torch.float32)
+    return gamma * torch.exp(-(((ms - mu) / delta) ** 2))
+
+
+def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, base: str = "l1", eps: float = 1e-3) -> torch.Tensor:
+    """Mean of L1 |d|, L2 d^2 or Charbonnier sqrt(d^2 + eps^2) over all elements, d = sr - hr; a scalar."""
+    d = sr - hr
+    if base == "l1":
+        return d.abs().mean()
+    if base == "l2":
+        return (d * d).mean()
+    if base == "charbonnier":
+        return torch.sqrt(d * d + eps * eps).mean()
+    raise ValueError(f"pixel_loss: base={base!r}, expected one of {BASES}")
+
+
+class PSPLLoss(nn.Module):
+    """Eq. 10: ``base(Ma * sr, Ma * hr)`` with Ma from the SSIM map of (sr, hr).
+
+    Args:
+        base: "l1", "l2" or "charbonnier" (eps = 1e-3 * data_range).
+        gamma, mu, alpha, beta: see ``attention``.
+        ssim: "paper" uses range-matched constants C1 = (0.01 L)^2, C2 = (0.03 L)^2 as the paper's text
+            says. "official" uses C1 = 1e-4, C2 = 9e-4 whatever the range, as the official code does on
+            [0, 255] data: there they are ~65,000x too small, so flat regions get SSIM near 0 and count
+            as hard. The official code is ``ssim="official", padding="zeros"`` with data on [0, 255].
+        padding: "zeros" (official: a 5-pixel border looks artificially similar) or "reflect".
+        data_range: L, the range of sr and hr (1.0 or 255.0).
+
+    ``forward(sr, hr, step)`` takes (N, C, H, W) tensors on [0, data_range] and the age in epochs;
+    it returns a scalar. ``last_attention`` holds the detached (N, C, H, W) map of the latest call.
+    """
+
+    def __init__(self, base="l1", gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, ssim="paper", padding="zeros",
+                 data_range=1.0):
+        super().__init__()
+        check_schedule(gamma, alpha, beta)
+        if base not in BASES:
+            raise ValueError(f"PSPLLoss: base={base!r}, expected one of {BASES}")
+        if ssim not in SSIM_MODES:
+            raise ValueError(f"PSPLLoss: ssim={ssim!r}, expected one of {SSIM_MODES}")
+        if padding not in ("zeros", "reflect"):
+            raise ValueError(f"PSPLLoss: padding={padding!r}, expected 'zeros' or 'reflect'")
+        self.base, self.gamma, self.mu, self.alpha, self.beta = base, gamma, mu, alpha, beta
+        self.ssim, self.padding, self.data_range = ssim, padding, data_range
+        self.c = (1e-4, 9e-4) if ssim == "official" else ((0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
+        self.last_attention = None
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor, step: float) -> torch.Tensor:
+        if sr.shape != hr.shape:
+            raise ValueError(f"PSPLLoss: sr and hr shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
+        # The map is a constant of the step (no gradient) and computed in at least float32 even under
+        # bf16 autocast: SSIM's variances are small differences of large moments.
+        wide = torch.promote_types(sr.dtype, torch.float32)
+        with torch.no_grad(), torch.autocast(sr.device.type, enabled=False):
+            ms = ssim_map(sr.detach().to(wide), hr.to(wide), self.data_range, self.padding, *self.c)
+            ma = attention(ms, step, self.gamma, self.mu, self.alpha, self.beta).to(sr.dtype)
+        self.last_attention = ma
+        loss = pixel_loss(ma * sr, ma * hr, self.base, 1e-3 * self.data_range)
+        if not torch.isfinite(loss):
+            bad = "sr" if not torch.isfinite(sr).all() else "hr" if not torch.isfinite(hr).all() else "loss"
+            raise ValueError(f"PSPLLoss: non-finite values in {bad} (step={step})")
+        return loss
+
+    def extra_repr(self) -> str:
+        return (f"base={self.base}, gamma={self.gamma}, mu={self.mu}, alpha={self.alpha}, beta={self.beta}, "
+                f"ssim={self.ssim}, padding={self.padding}, data_range={self.data_range}")

@@ -1,0 +1,124 @@
+"""PSPL attention and loss against closed forms and the facts in REFERENCE section 2."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pspl_nb.pspl import PSPLLoss, attention, pixel_loss
+from pspl_nb.ssim import ssim_map, ssim_map_dense
+
+
+def test_attention_closed_form():
+    ms = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=torch.float64)
+    for step, gamma, mu, alpha, beta in [(1, 2, -1, 1, 0), (0.37, 1.5, -1, 0.3, 0.2), (4, 2, 1, 1, 0)]:
+        delta = alpha * step + beta
+        expected = [gamma * math.exp(-((m - mu) ** 2) / delta**2) for m in ms.tolist()]
+        np.testing.assert_allclose(attention(ms, step, gamma, mu, alpha, beta).numpy(), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("epoch, ratio", [(1, 20), (2, 2.1), (5, 1.13), (10, 1.03)])
+def test_weight_ratio_flattens_as_reference_says(epoch, ratio):
+    """REFERENCE: with alpha = 1, w(SSIM=0) / w(SSIM=1) is 20, 2.1, 1.13, 1.03 at epochs 1, 2, 5, 10."""
+    w = attention(torch.tensor([0.0, 1.0]), epoch)
+    assert (w[0] / w[1]).item() == pytest.approx(ratio, rel=0.01)
+
+
+def test_first_iterations_are_nearly_frozen():
+    """At iteration 100 of a 1000-iteration epoch (step 0.1) a fairly good pixel (SSIM 0.5) weighs < 1e-6."""
+    assert attention(torch.tensor(0.5), 100 / 1000).item() < 1e-6
+
+
+def test_limits():
+    ms = torch.linspace(-1, 1, 11)
+    assert torch.allclose(attention(ms, 1e6), torch.full_like(ms, 2.0))
+    at_zero = attention(ms, 0.0)  # delta = 0: the limit, gamma at ms == mu and 0 elsewhere
+    assert at_zero[0] == 2.0 and (at_zero[1:] == 0).all()
+    assert (attention(ms, 3.0, gamma=0.0) == 0).all()
+
+
+def pair(seed=0, n=2, c=3, h=24, w=20, data_range=1.0):
+    g = torch.Generator().manual_seed(seed)
+    hr = torch.rand(n, c, h, w, generator=g, dtype=torch.float64) * data_range
+    sr = (hr + 0.1 * data_range * torch.randn(n, c, h, w, generator=g, dtype=torch.float64)).clamp(0, data_range)
+    return sr.requires_grad_(), hr
+
+
+@pytest.mark.parametrize("base", ["l1", "l2"])
+def test_gradient_is_analytic_and_skips_the_attention(base):
+    sr, hr = pair()
+    loss_fn = PSPLLoss(base=base)
+    loss = loss_fn(sr, hr, step=0.8)
+    loss.backward()
+    w, d, n = loss_fn.last_attention, (sr - hr).detach(), sr.numel()
+    expected = w * torch.sign(d) / n if base == "l1" else 2 * w * w * d / n
+    torch.testing.assert_close(sr.grad, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_loss_is_eq10_with_the_ssim_attention():
+    sr, hr = pair()
+    step = 1.7
+    w = attention(ssim_map(sr.detach(), hr), step)
+    expected = {"l1": (w * sr - w * hr).abs().mean(), "l2": ((w * sr - w * hr) ** 2).mean(),
+                "charbonnier": torch.sqrt((w * sr - w * hr) ** 2 + 1e-6).mean()}
+    for base, value in expected.items():
+        assert PSPLLoss(base=base)(sr, hr, step).item() == pytest.approx(value.item(), rel=1e-12)
+
+
+def test_late_training_is_gamma_times_l1():
+    sr, hr = pair()
+    assert PSPLLoss()(sr, hr, step=1e5).item() == pytest.approx(2 * pixel_loss(sr, hr).item(), rel=1e-9)
+
+
+def test_official_mode_is_the_official_formula_on_255_data():
+    sr, hr = pair(data_range=255.0)
+    loss_fn = PSPLLoss(ssim="official", data_range=255.0)
+    loss_fn(sr, hr, step=0.5)
+    expected = attention(ssim_map_dense(sr.detach(), hr, c1=1e-4, c2=9e-4), 0.5)
+    torch.testing.assert_close(loss_fn.last_attention, expected, rtol=0, atol=1e-9)
+
+
+def test_official_constants_make_flat_regions_hard():
+    """On [0, 255] data the L = 1 constants are ~65,000x too small: flat, slightly noisy regions score ~0."""
+    g = torch.Generator().manual_seed(1)
+    hr = 120 + torch.randn(1, 1, 40, 40, generator=g, dtype=torch.float64)
+    sr = 120 + torch.randn(1, 1, 40, 40, generator=g, dtype=torch.float64)
+    official = PSPLLoss(ssim="official", data_range=255.0)
+    paper = PSPLLoss(ssim="paper", data_range=255.0)
+    official(sr, hr, 1.0), paper(sr, hr, 1.0)
+    ms_official = torch.log(official.last_attention / 2).neg().sqrt() - 1  # invert Eq. 7 at delta = 1
+    ms_paper = torch.log(paper.last_attention / 2).neg().sqrt() - 1
+    inner = (slice(None), slice(None), slice(5, -5), slice(5, -5))
+    assert ms_official[inner].abs().mean() < 0.2 and ms_paper[inner].mean() > 0.9
+
+
+def test_last_attention_shape_and_range():
+    sr, hr = pair(n=3, c=1)
+    loss_fn = PSPLLoss(gamma=1.5)
+    loss_fn(sr, hr, 2.0)
+    a = loss_fn.last_attention
+    assert a.shape == sr.shape and not a.requires_grad and a.min() >= 0 and a.max() <= 1.5
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(gamma=-1.0), "gamma=-1.0"), (dict(alpha=-0.5), "alpha=-0.5"), (dict(beta=-2.0), "beta=-2.0"),
+    (dict(alpha=0.0, beta=0.0), "alpha=0 and beta=0"), (dict(base="huber"), "base='huber'"),
+    (dict(ssim="fast"), "ssim='fast'"), (dict(padding="edge"), "padding='edge'"),
+])
+def test_bad_hyperparameters_name_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PSPLLoss(**kwargs)
+
+
+def test_bad_calls_name_the_problem():
+    sr, hr = pair()
+    with pytest.raises(ValueError, match="step=-1"):
+        PSPLLoss()(sr, hr, -1)
+    with pytest.raises(ValueError, match="shapes differ"):
+        PSPLLoss()(sr, hr[..., :-1], 1.0)
+    bad = sr.detach().clone()
+    bad[0, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="non-finite values in sr"):
+        PSPLLoss()(bad, hr, 1.0)
+    with pytest.raises(ValueError, match="step=inf"):
+        attention(torch.zeros(3), float("inf"))
