@@ -1,0 +1,154 @@
+"""The field's evaluation protocol (REFERENCE section 3), as EDSR, BasicSR and KAIR report numbers.
+
+1. quantise SR (and HR) to uint8: clamp, map to [0, 255], round;
+2. Y channel of ITU-R BT.601 for RGB images;
+3. shave ``scale`` pixels on every side;
+4. PSNR with peak 255 / MATLAB-style SSIM (Wang et al. 2004), in float64.
+
+Layouts are explicit, never guessed: numpy arrays are (H, W, C) or (H, W); torch tensors are (C, H, W),
+(1, C, H, W) or (H, W). Float inputs need ``data_range`` (1.0 for [0, 1] data, 255 for EDSR's
+``rgb_range = 255``); uint8 inputs are already quantised and ignore it. C must be 1 or 3.
+"""
+
+import math
+
+import numpy as np
+import scipy.ndimage
+import torch
+
+_Y_COEFFS = np.array([65.481, 128.553, 24.966])  # BT.601 studio swing, R, G, B on [0, 1] -> Y on [16, 235]
+_SSIM_RADIUS = 5  # 11 x 11 window
+_SSIM_SIGMA = 1.5
+
+
+def rgb_to_y(img, data_range=None):
+    """BT.601 luma ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` (R, G, B on [0, 1]), MATLAB ``rgb2ycbcr``.
+
+    Args:
+        img: numpy array (H, W, 3), uint8 [0, 255] or float [0, data_range].
+        data_range: peak of a float ``img``; ignored for uint8.
+    Returns:
+        float64 array (H, W), Y on [16, 235], not rounded (EDSR/BasicSR convention; MATLAB's uint8
+        ``rgb2ycbcr`` would round it).
+    """
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"img must be a numpy (H, W, 3) array, got shape {getattr(img, 'shape', None)}")
+    if img.dtype == np.uint8:
+        data_range = 255.0
+    elif data_range is None or not data_range > 0:
+        raise ValueError(f"data_range must be positive for a {img.dtype} image, got {data_range!r}")
+    return 16.0 + (img.astype(np.float64) / data_range) @ _Y_COEFFS
+
+
+def to_uint8(x, data_range=None):
+    """Quantise an image to uint8 (H, W, C) like EDSR's ``quantize``: ``round(clamp(x * 255 / range))``.
+
+    Rounding is half-to-even (``np.round``, the same as ``torch.round``), computed in float64.
+
+    Args:
+        x: torch tensor (C, H, W), (1, C, H, W) or (H, W); or numpy array (H, W, C) or (H, W).
+            uint8, or float on [0, data_range] (values outside are clamped).
+        data_range: peak value of a float ``x``, e.g. 1.0 or 255; required for floats, ignored for uint8.
+    Returns:
+        numpy uint8 array (H, W, C), or (H, W) for a 2-D input.
+    """
+    if isinstance(x, torch.Tensor):
+        if x.ndim == 4 and x.shape[0] == 1:
+            x = x[0]
+        if x.ndim not in (2, 3):
+            raise ValueError(f"x must be a tensor (C, H, W), (1, C, H, W) or (H, W), got shape {tuple(x.shape)}")
+        x = x.detach().cpu()
+        x = (x if x.dtype == torch.uint8 else x.double()).numpy()
+        x = np.moveaxis(x, 0, -1) if x.ndim == 3 else x
+    elif not isinstance(x, np.ndarray) or x.ndim not in (2, 3):
+        raise ValueError(f"x must be a numpy (H, W, C) or (H, W) array, got shape {getattr(x, 'shape', None)}")
+    if x.ndim == 3 and x.shape[2] not in (1, 3):
+        raise ValueError(f"x must have 1 or 3 channels (numpy (H, W, C), torch (C, H, W)), got {x.shape} as HWC")
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"x must be uint8 or float, got dtype {x.dtype}")
+    if data_range is None or not data_range > 0:
+        raise ValueError(f"data_range must be given and positive for a float image, got {data_range!r}")
+    if np.isnan(x).any():
+        raise ValueError("x contains NaN")
+    return np.round(np.clip(x.astype(np.float64) * (255.0 / data_range), 0, 255)).astype(np.uint8)
+
+
+def _prepare(sr, hr, scale, y_channel, data_range):
+    """Steps 1-3 of the protocol: two float64 (H', W', C') arrays on [0, 255], shaved."""
+    sr, hr = to_uint8(sr, data_range), to_uint8(hr, data_range)
+    if sr.shape != hr.shape:
+        raise ValueError(f"sr and hr must have the same shape, got {sr.shape} and {hr.shape} (as HWC)")
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 0:
+        raise ValueError(f"scale (pixels shaved per side) must be an int >= 0, got {scale!r}")
+    h, w = sr.shape[:2]
+    if 2 * scale >= min(h, w):
+        raise ValueError(f"shave scale={scale} leaves nothing of an image of shape {sr.shape}")
+    if y_channel and sr.ndim == 3 and sr.shape[2] == 3:
+        sr, hr = rgb_to_y(sr)[..., None], rgb_to_y(hr)[..., None]
+    # Grey images are compared as they are, as MATLAB scripts do (no Y of replicated channels).
+    sr, hr = np.atleast_3d(sr).astype(np.float64), np.atleast_3d(hr).astype(np.float64)
+    crop = (slice(scale, h - scale), slice(scale, w - scale))
+    return sr[crop], hr[crop]
+
+
+def psnr(sr, hr, scale, y_channel=True, data_range=None):
+    """PSNR in dB with peak 255: ``10 log10(255^2 / MSE)``, after the protocol's quantise / Y / shave.
+
+    Args:
+        sr, hr: images in any layout :func:`to_uint8` accepts, same size.
+        scale: pixels shaved from every side (the SR scale for benchmarks; 0 for none).
+        y_channel: compare BT.601 Y of RGB images (the benchmark convention); else all channels.
+        data_range: peak value of float inputs (1.0 or 255).
+    Returns:
+        Python float; ``inf`` for identical images (after quantisation).
+    """
+    sr, hr = _prepare(sr, hr, scale, y_channel, data_range)
+    mse = float(np.mean((sr - hr) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def _gaussian_window():
+    d = np.arange(-_SSIM_RADIUS, _SSIM_RADIUS + 1)
+    g = np.exp(-(d**2) / (2 * _SSIM_SIGMA**2))
+    return g / g.sum()  # outer(g, g) is MATLAB's fspecial('gaussian', 11, 1.5)
+
+
+def _filter_valid(x, g):
+    """2-D Gaussian filter of (H, W) x, 'valid' part only: (H - 10, W - 10)."""
+    # Separable correlation; borders are computed with some padding and then cut away, so only
+    # windows fully inside the image remain (MATLAB filter2(..., 'valid')).
+    y = scipy.ndimage.correlate1d(scipy.ndimage.correlate1d(x, g, axis=0), g, axis=1)
+    r = _SSIM_RADIUS
+    return y[r:-r, r:-r]
+
+
+def _ssim_single(a, b):
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    g = _gaussian_window()
+    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
+    var_a = _filter_valid(a * a, g) - mu_a**2
+    var_b = _filter_valid(b * b, g) - mu_b**2
+    cov = _filter_valid(a * b, g) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(ssim_map.mean())
+
+
+def ssim(sr, hr, scale, y_channel=True, data_range=None):
+    """MATLAB-style SSIM (Wang et al. 2004, ``ssim_index.m``) after the protocol's quantise / Y / shave.
+
+    11 x 11 Gaussian window (sigma 1.5), valid filtering (no padding), float64 on [0, 255],
+    C1 = (0.01 * 255)^2, C2 = (0.03 * 255)^2, mean of the SSIM map. Equal to scikit-image's
+    ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)``.
+
+    Args:
+        sr, hr, scale, y_channel, data_range: as in :func:`psnr`. Without ``y_channel`` the result is the
+            mean over channels of per-channel SSIM.
+    Returns:
+        Python float in [-1, 1]; exactly 1.0 for identical images.
+    """
+    sr, hr = _prepare(sr, hr, scale, y_channel, data_range)
+    if min(sr.shape[:2]) < 2 * _SSIM_RADIUS + 1:
+        raise ValueError(f"ssim needs at least 11 x 11 pixels after shaving, got {sr.shape[:2]}")
+    return float(np.mean([_ssim_single(sr[..., k], hr[..., k]) for k in range(sr.shape[2])]))
