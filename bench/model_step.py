@@ -1,0 +1,56 @@
+"""Time one training step (forward + L1 backward) of every model, to size CPU experiments.
+
+Measures each model at ``size="tiny"``, x2, on a batch of 8 LR patches of 32x32, and EDSR-baseline at full
+size on the official batch (16 LR patches of 48x48). Prints the median over ``--repeats`` steps after
+``--warmup`` untimed ones. Not a test: numbers depend on the machine and its load.
+
+    python bench/model_step.py --threads 2
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from pspl_nb.models import MODELS, build_model
+
+
+def step_seconds(model: torch.nn.Module, batch: int, patch: int, scale: int, warmup: int, repeats: int) -> float:
+    """Median wall time of forward + backward of an L1 loss on random [0, 255] data."""
+    lr = torch.rand(batch, 3, patch, patch) * 255
+    hr = torch.rand(batch, 3, scale * patch, scale * patch) * 255
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        model.zero_grad(set_to_none=True)
+        (model(lr) - hr).abs().mean().backward()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (all cores)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per tiny model")
+    parser.add_argument("--full-repeats", type=int, default=3, help="timed steps of full EDSR-baseline")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    cases = [(name, "tiny", 8, 32, args.repeats) for name in MODELS]
+    cases.append(("edsr_baseline", "full", 16, 48, args.full_repeats))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, x2, forward + L1 backward")
+    print(f"{'model':<14} {'size':<5} {'batch':>5} {'LR patch':>8} {'params':>10} {'median s':>9}")
+    for name, size, batch, patch, repeats in cases:
+        model = build_model(name, 2, size)
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        seconds = step_seconds(model, batch, patch, 2, args.warmup, repeats)
+        print(f"{name:<14} {size:<5} {batch:>5} {patch:>5}x{patch:<2} {params:>10,} {seconds:>9.4f}")
+
+
+if __name__ == "__main__":
+    main()
