@@ -1,0 +1,245 @@
+"""Claim statistics against synthetic histories whose answers are known in closed form."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pspl_nb.pspl import attention
+from pspl_nb.stats import (bootstrap_ratio, claims_table, epochs_to_threshold, flattening_table,
+                           nonuniform_fraction, paired_difference, per_seed_epochs, verdict)
+
+# ---------------------------------------------------------------- epochs_to_threshold
+
+
+def test_threshold_interpolates_between_evaluations():
+    assert epochs_to_threshold([1, 2, 3], [30, 31, 33], 32) == pytest.approx(2.5)
+    # uneven spacing: 31 -> 35 between epochs 2 and 10, threshold 32 is a quarter of the way
+    assert epochs_to_threshold([1, 2, 10], [30, 31, 35], 32) == pytest.approx(4.0)
+
+
+def test_threshold_first_point_exact_hit_and_never_reached():
+    assert epochs_to_threshold([3, 4, 5], [33, 34, 35], 32) == 3.0  # already above at the first evaluation
+    assert epochs_to_threshold([1, 2, 3], [30, 32, 31], 32) == 2.0  # exact hit, not interpolated past it
+    assert math.isnan(epochs_to_threshold([1, 2, 3], [30, 31, 31.9], 32))
+
+
+def test_threshold_rejects_bad_input():
+    with pytest.raises(ValueError, match="length"):
+        epochs_to_threshold([1, 2, 3], [30, 31], 32)
+    with pytest.raises(ValueError, match="increasing"):
+        epochs_to_threshold([1, 3, 2], [30, 31, 32], 32)
+    with pytest.raises(ValueError, match="empty"):
+        epochs_to_threshold([], [], 32)
+    with pytest.raises(ValueError, match="threshold"):
+        epochs_to_threshold([1, 2], [30, 31], float("nan"))
+
+
+# ---------------------------------------------------------------- synthetic histories
+
+SEEDS = [0, 1, 2, 3, 4]
+THRESHOLD = 34.0
+TAU_L1 = 40.0
+
+
+def offset(seed):
+    """Seed-dependent plateau shift in dB, small enough that every seed crosses THRESHOLD."""
+    return 0.05 * (seed - 2)
+
+
+def speed(seed):
+    """Per-seed time factor of the fast arm around 1/2, so the bootstrap interval has some width."""
+    return 0.5 * (1 + 0.04 * (seed - 2))
+
+
+def curve(t, tau, seed):
+    return 30 + 5 * (1 - np.exp(-t / tau)) + offset(seed)
+
+
+def crossing(tau, seed):
+    """Closed-form epoch at which ``curve`` reaches THRESHOLD (continuous time)."""
+    return -tau * math.log(1 - (THRESHOLD - 30 - offset(seed)) / 5)
+
+
+def history(last_epoch=200):
+    epochs = np.arange(1, last_epoch + 1)
+    taus = {"l1": lambda s: TAU_L1, "pspl": lambda s: TAU_L1 * speed(s), "same": lambda s: TAU_L1,
+            "slow": lambda s: 2 * TAU_L1}
+    frames = [pd.DataFrame({"arm": arm, "seed": s, "epoch": epochs, "psnr_embedded_valid": curve(epochs, tau(s), s)})
+              for arm, tau in taus.items() for s in SEEDS]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_per_seed_epochs_matches_closed_form():
+    table = per_seed_epochs(history(), "psnr_embedded_valid", THRESHOLD)
+    assert list(table.columns) == ["arm", "seed", "epochs"] and len(table) == 4 * len(SEEDS)
+    l1 = table[table.arm == "l1"].set_index("seed").epochs
+    for s in SEEDS:  # linear interpolation of a smooth curve sampled every epoch: within 0.05 epochs
+        assert l1[s] == pytest.approx(crossing(TAU_L1, s), abs=0.05)
+    never = per_seed_epochs(history(), "psnr_embedded_valid", 36.0)  # plateau is ~35 dB
+    assert never.epochs.isna().all()
+
+
+def test_claims_faster_arm():
+    table = claims_table(history(), "psnr_embedded_valid", THRESHOLD, n_boot=2000).set_index("arm")
+    assert set(table.index) == {"pspl", "same", "slow"}
+    row = table.loc["pspl"]
+    expected = (sum(crossing(TAU_L1 * speed(s), s) for s in SEEDS) / sum(crossing(TAU_L1, s) for s in SEEDS))
+    assert row.seeds == 5 and row.unmatched == 0
+    assert row.ratio == pytest.approx(expected, rel=0.01)
+    assert row.ratio_lo <= expected <= row.ratio_hi < 1
+    assert row.speed == "faster, interval excludes 1"
+    # at epoch 200 the fast arm sits closer to its plateau: about +0.034 dB for every seed
+    assert row.final_diff == pytest.approx(5 * (math.exp(-5) - math.exp(-200 / (TAU_L1 * 0.5))), rel=0.1)
+    assert row.final_verdict == "better, interval excludes 0" and row.best_verdict == "better, interval excludes 0"
+
+
+def test_claims_identical_and_slower_arms():
+    table = claims_table(history(), "psnr_embedded_valid", THRESHOLD, n_boot=2000).set_index("arm")
+    same = table.loc["same"]
+    assert same.ratio == same.ratio_lo == same.ratio_hi == 1.0
+    assert same.speed == "no detectable difference" and same.final_verdict == "no detectable difference"
+    assert same.final_diff == same.best_diff == 0.0
+    slow = table.loc["slow"]
+    assert slow.ratio == pytest.approx(2.0, rel=0.01) and slow.ratio_lo > 1
+    assert slow.speed == "slower, interval excludes 1"
+    assert slow.final_verdict == "worse, interval excludes 0"
+
+
+def test_claims_match_seeds_and_compare_over_the_common_horizon():
+    tidy = history()
+    extra = pd.DataFrame({"arm": "pspl", "seed": 99, "epoch": [1, 2], "psnr_embedded_valid": [30.0, 31.0]})
+    # a copy of l1 stopped at epoch 100: compared with l1 at epoch 100, not at l1's own last epoch 200
+    short = tidy[(tidy.arm == "l1") & (tidy.epoch <= 100)].assign(arm="short")
+    table = claims_table(pd.concat([tidy, extra, short]), "psnr_embedded_valid", THRESHOLD, n_boot=500).set_index("arm")
+    assert table.loc["pspl"].seeds == 5 and table.loc["pspl"].unmatched == 1
+    assert table.loc["short"].final_diff == 0.0 and table.loc["short"].horizon == 100
+    assert table.loc["pspl"].horizon == 200
+
+
+def test_claims_not_reached_says_so():
+    table = claims_table(history(), "psnr_embedded_valid", 34.9, n_boot=200).set_index("arm")
+    assert table.loc["slow"].speed == "not reached by every seed"
+    assert table.loc["slow"].reached_arm < 5
+
+
+def test_claims_rejects_bad_tables():
+    with pytest.raises(ValueError, match="baseline"):
+        claims_table(history(), "psnr_embedded_valid", THRESHOLD, baseline="edsr")
+    with pytest.raises(ValueError, match="psnr_y"):
+        claims_table(history(), "psnr_y", THRESHOLD)
+    doubled = pd.concat([history(), history()])  # two configurations mixed: epochs repeat within a run
+    with pytest.raises(ValueError, match="increasing"):
+        per_seed_epochs(doubled, "psnr_embedded_valid", THRESHOLD)
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_ratio_deterministic_and_contains_estimate():
+    rng = np.random.default_rng(1)
+    b = rng.uniform(100, 140, size=8)
+    a = b * rng.uniform(0.4, 0.7, size=8)
+    first, again = bootstrap_ratio(a, b, seed=3), bootstrap_ratio(a, b, seed=3)
+    assert first == again
+    assert first["lo"] <= first["ratio"] <= first["hi"]
+    assert first["ratio"] == pytest.approx(a.mean() / b.mean())
+    assert first["n"] == 8 and first["reached_a"] == first["reached_b"] == 8
+    assert bootstrap_ratio(a, b, seed=4) != first  # the seed does drive the resampling
+
+
+def test_bootstrap_ratio_not_reached_is_nan_with_counts():
+    out = bootstrap_ratio([10.0, math.nan, 12.0], [20.0, 22.0, 24.0])
+    assert math.isnan(out["ratio"]) and math.isnan(out["lo"]) and math.isnan(out["hi"])
+    assert (out["n"], out["reached_a"], out["reached_b"]) == (3, 2, 3)
+
+
+def test_bootstrap_rejects_bad_input():
+    with pytest.raises(ValueError, match="length"):
+        bootstrap_ratio([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="ci"):
+        paired_difference([1.0], [1.0], ci=1.5)
+    with pytest.raises(ValueError, match="empty"):
+        paired_difference([], [])
+
+
+def test_paired_difference_constant_is_exact():
+    b = np.random.default_rng(0).normal(34.5, 0.2, size=6)
+    out = paired_difference(b + 0.3, b)
+    assert out["n"] == 6
+    for key in ("diff", "lo", "hi"):
+        assert out[key] == pytest.approx(0.3, abs=1e-12)
+
+
+def test_paired_difference_is_paired():
+    """Big seed-to-seed spread, tiny consistent gain: pairing must still detect it."""
+    b = np.array([33.0, 34.0, 35.0, 36.0, 34.5])
+    a = b + np.array([0.05, 0.06, 0.04, 0.05, 0.055])
+    out = paired_difference(a, b)
+    assert 0 < out["lo"] <= out["diff"] <= out["hi"]
+    assert verdict(out["lo"], out["hi"], "difference") == "better, interval excludes 0"
+
+
+def test_verdict_words():
+    assert verdict(0.4, 0.9, "ratio") == "faster, interval excludes 1"
+    assert verdict(1.1, 1.5, "ratio") == "slower, interval excludes 1"
+    assert verdict(0.9, 1.0, "ratio") == "no detectable difference"  # touching 1 is not excluding it
+    assert verdict(math.nan, math.nan, "ratio") == "not reached by every seed"
+    assert verdict(0.01, 0.1, "difference") == "better, interval excludes 0"
+    assert verdict(-0.1, -0.01, "difference") == "worse, interval excludes 0"
+    assert verdict(-0.1, 0.1, "difference") == "no detectable difference"
+    with pytest.raises(ValueError, match="kind"):
+        verdict(0, 1, "speed")
+
+
+# ---------------------------------------------------------------- the attention schedule
+
+
+def test_flattening_table_reference_numbers_and_closed_form():
+    table = flattening_table().set_index("epoch")
+    for epoch, ratio in [(1, 20), (2, 2.1), (5, 1.13), (10, 1.03)]:
+        assert table.loc[epoch, "w(0)/w(1)"] == pytest.approx(ratio, rel=0.02)
+    for epoch, row in table.iterrows():
+        assert row.delta == pytest.approx(epoch)
+        for ms in (-1, 0, 0.5, 1):
+            assert row[f"w({ms:g})"] == pytest.approx(2 * math.exp(-((ms + 1) ** 2) / epoch**2), rel=1e-12)
+
+
+def test_flattening_table_follows_alpha_beta():
+    table = flattening_table(epochs=(1, 3), alpha=0.3, beta=0.5, gamma=1.0).set_index("epoch")
+    for epoch in (1, 3):
+        delta = 0.3 * epoch + 0.5
+        assert table.loc[epoch, "delta"] == pytest.approx(delta)
+        assert table.loc[epoch, "w(0)/w(1)"] == pytest.approx(math.exp(3 / delta**2), rel=1e-12)
+
+
+def test_nonuniform_fraction_hard_first_closed_form():
+    out = nonuniform_fraction(300)
+    delta = math.sqrt(((1 + 1) ** 2 - (0 + 1) ** 2) / math.log(1.1))  # w(0)/w(1) = 1.1
+    assert out["epoch_uniform"] == pytest.approx(delta, rel=1e-12)
+    assert out["fraction"] == pytest.approx(delta / 300, rel=1e-12)
+    # at that age the attention itself is within 10% of uniform over SSIM in [0, 1]
+    w = attention(torch.linspace(0, 1, 101, dtype=torch.float64), out["epoch_uniform"])
+    assert (w.max() / w.min()).item() == pytest.approx(1.1, rel=1e-9)
+
+
+def test_nonuniform_fraction_easy_first_and_schedule():
+    easy = nonuniform_fraction(300, mu=1.0)  # farthest point SSIM 0 at distance 1, nearest at 0
+    assert easy["epoch_uniform"] == pytest.approx(math.sqrt(1 / math.log(1.1)), rel=1e-12)
+    w = attention(torch.linspace(0, 1, 101, dtype=torch.float64), easy["epoch_uniform"], mu=1.0)
+    assert (w.max() / w.min()).item() == pytest.approx(1.1, rel=1e-9)
+    slow = nonuniform_fraction(300, alpha=0.3, beta=0.5)
+    assert slow["epoch_uniform"] == pytest.approx((math.sqrt(3 / math.log(1.1)) - 0.5) / 0.3, rel=1e-12)
+
+
+def test_nonuniform_fraction_caps():
+    assert nonuniform_fraction(2)["fraction"] == 1.0  # a 2-epoch run never gets uniform weights
+    already = nonuniform_fraction(300, beta=10.0)  # wide from the start
+    assert already["epoch_uniform"] == 0.0 and already["fraction"] == 0.0
+    frozen = nonuniform_fraction(300, alpha=0.0, beta=1.0)  # delta never grows
+    assert math.isinf(frozen["epoch_uniform"]) and frozen["fraction"] == 1.0
+    with pytest.raises(ValueError, match="tol"):
+        nonuniform_fraction(300, tol=0.0)
+    with pytest.raises(ValueError, match="total_epochs"):
+        nonuniform_fraction(0)
