@@ -76,13 +76,15 @@ class PSPLLoss(nn.Module):
             as hard. The official code is ``ssim="official", padding="zeros"`` with data on [0, 255].
         padding: "zeros" (official: a 5-pixel border looks artificially similar) or "reflect".
         data_range: L, the range of sr and hr (1.0 or 255.0).
+        pixelwise: False replaces Ma by its batch mean: the ``uniform`` control, with PSPL's global scale
+            and warm-up-like start but no contrast between pixels.
 
     ``forward(sr, hr, step)`` takes (N, C, H, W) tensors on [0, data_range] and the age in epochs;
     it returns a scalar. ``last_attention`` holds the detached (N, C, H, W) map of the latest call.
     """
 
     def __init__(self, base="l1", gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, ssim="paper", padding="zeros",
-                 data_range=1.0):
+                 data_range=1.0, pixelwise=True):
         super().__init__()
         check_schedule(gamma, alpha, beta)
         if base not in BASES:
@@ -92,7 +94,7 @@ class PSPLLoss(nn.Module):
         if padding not in ("zeros", "reflect"):
             raise ValueError(f"PSPLLoss: padding={padding!r}, expected 'zeros' or 'reflect'")
         self.base, self.gamma, self.mu, self.alpha, self.beta = base, gamma, mu, alpha, beta
-        self.ssim, self.padding, self.data_range = ssim, padding, data_range
+        self.ssim, self.padding, self.data_range, self.pixelwise = ssim, padding, data_range, pixelwise
         self.c = (1e-4, 9e-4) if ssim == "official" else ((0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
         self.last_attention = None
 
@@ -106,6 +108,8 @@ class PSPLLoss(nn.Module):
             ms = ssim_map(sr.detach().to(wide), hr.to(wide), self.data_range, self.padding, *self.c)
             ma = attention(ms, step, self.gamma, self.mu, self.alpha, self.beta).to(sr.dtype)
         self.last_attention = ma
+        if not self.pixelwise:
+            ma = ma.mean()
         loss = pixel_loss(ma * sr, ma * hr, self.base, 1e-3 * self.data_range)
         if not torch.isfinite(loss):
             bad = "sr" if not torch.isfinite(sr).all() else "hr" if not torch.isfinite(hr).all() else "loss"
@@ -114,4 +118,4 @@ class PSPLLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"base={self.base}, gamma={self.gamma}, mu={self.mu}, alpha={self.alpha}, beta={self.beta}, "
-                f"ssim={self.ssim}, padding={self.padding}, data_range={self.data_range}")
+                f"ssim={self.ssim}, padding={self.padding}, data_range={self.data_range}, pixelwise={self.pixelwise}")

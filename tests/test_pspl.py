@@ -122,3 +122,11 @@ def test_bad_calls_name_the_problem():
         PSPLLoss()(bad, hr, 1.0)
     with pytest.raises(ValueError, match="step=inf"):
         attention(torch.zeros(3), float("inf"))
+
+
+def test_uniform_control_is_l1_times_the_mean_attention():
+    sr, hr = pair()
+    pspl, uniform = PSPLLoss(), PSPLLoss(pixelwise=False)
+    pspl(sr, hr, 0.6)
+    expected = pspl.last_attention.mean() * pixel_loss(sr, hr)
+    assert uniform(sr, hr, 0.6).item() == pytest.approx(expected.item(), rel=1e-12)

@@ -1,0 +1,185 @@
+"""One typed configuration per training run, and the named profiles that fill it.
+
+A run is fully described by its ``RunConfig``: it is saved as JSON beside the run's results, its hash
+names the run's folder, and loading the JSON gives an equal object. Profiles (``smoke``, ``cpu``,
+``gpu``, ``paper``) are starting points; notebooks and the CLI override a few fields.
+"""
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHTINGS = ("none", "pspl", "uniform")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # model
+    model: str = "edsr_baseline"      # srcnn | vdsr | drrn | lapsrn | edsr_baseline | edsr
+    size: str = "full"                # "full" = the published architecture, "tiny" = 2-core CPU preset
+    scale: int = 2                    # upscaling factor
+    channels: str = "rgb"             # "rgb" or "y" (BT.601 luma, as DRRN and LapSRN train)
+    rgb_range: float = 255.0          # data on [0, rgb_range]; EDSR-PyTorch (the official code) uses 255
+    # data
+    dataset: str = "div2k"            # training images: "div2k" or "embedded" (offline)
+    patch: int = 48                   # LR patch side in pixels (HR side = patch * scale)
+    batch: int = 16                   # patches per iteration (global, split across DDP ranks)
+    iters_per_epoch: int = 1000       # EDSR-PyTorch's epoch: 1000 iterations
+    epochs: int = 300
+    val_set: str = "DIV2K_valid"      # picks the "best" checkpoint; never a test set
+    eval_sets: tuple = ("DIV2K_valid",)  # scored after every epoch (PSNR/SSIM on Y, shave = scale)
+    eval_limit: int | None = None     # first N images of each evaluation set (None = all)
+    # optimiser: Adam(0.9, 0.999, eps 1e-8), lr multiplied by lr_decay at each milestone epoch
+    lr: float = 1e-4
+    milestones: tuple = (200,)
+    lr_decay: float = 0.5
+    warmup_epochs: float = 0.0        # linear lr warm-up over this many epochs (the `warmup` control)
+    # loss: base(Ma * sr, Ma * hr), see pspl_nb.pspl
+    base: str = "l1"                  # l1 | l2 | charbonnier
+    weighting: str = "pspl"           # none (plain base loss) | pspl | uniform (batch-mean attention)
+    gamma: float = 2.0
+    mu: float = -1.0                  # -1: hard pixels first (paper); +1: easy first
+    alpha: float = 1.0                # delta = alpha * age_in_epochs + beta (official default changed 0.3 -> 1)
+    beta: float = 0.0
+    ssim: str = "official"            # official: C1, C2 for L = 1 on [0, 255] data; paper: range-matched
+    padding: str = "zeros"            # SSIM map borders: zeros (official) or reflect
+    # bookkeeping
+    seed: int = 0
+    attention_steps: tuple = (0.1, 0.25, 0.5, 1, 2, 4, 8, 16)  # ages (epochs) at which the attention
+                                      # of a fixed validation crop is saved
+    # execution (does not change what is computed on CPU, so it is left out of the run id)
+    device: str = "auto"              # auto | cpu | cuda | mps
+    amp: bool = False                 # bf16 autocast on CUDA
+    channels_last: bool = False
+    compile: bool = False             # torch.compile the model
+    workers: int = 0                  # DataLoader worker processes
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def pspl(self) -> bool:
+        return self.weighting != "none"
+
+    @property
+    def arm(self) -> str:
+        """Short label of the training objective, e.g. ``l1`` or ``pspl``; used in legends and tables."""
+        return self.base if self.weighting == "none" else self.weighting
+
+    def describe(self) -> str:
+        """One line for figure footnotes: the data, model size, schedule and loss that made a result."""
+        data = "DIV2K" if self.dataset == "div2k" else "the embedded scikit-image images (offline stand-in)"
+        loss = (self.base.upper() if self.weighting == "none" else
+                f"{self.weighting.upper()} on {self.base.upper()} (SSIM {self.ssim}, gamma {self.gamma:g}, "
+                f"mu {self.mu:g}, alpha {self.alpha:g}, beta {self.beta:g})")
+        warm = f", {self.warmup_epochs:g}-epoch lr warm-up" if self.warmup_epochs else ""
+        paper = profile("paper")
+        same = all(getattr(self, k) == getattr(paper, k) for k in
+                   ("dataset", "size", "epochs", "iters_per_epoch", "batch", "patch", "milestones", "lr"))
+        return (f"{self.model} ({self.size}) x{self.scale} {self.channels.upper()} on {data}: {self.epochs} epochs "
+                f"x {self.iters_per_epoch} it x batch {self.batch}, LR patch {self.patch}, lr {self.lr:g} "
+                f"x{self.lr_decay:g} at {list(self.milestones)}{warm}; {loss}. "
+                + ("The paper's schedule." if same else
+                   "Not the paper's setting (DIV2K, full models, 300 x 1000 it x batch 16)."))
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def run_id(self) -> str:
+        """``<model>-<size>-x<scale>-<arm>-s<seed>-<hash>``; the hash covers every field that changes results."""
+        science = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        digest = hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.model}-{self.size}-x{self.scale}-{self.arm}-s{self.seed}-{digest}"
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path) -> "RunConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(d) - set(names)
+        if unknown:
+            raise ValueError(f"RunConfig: unknown field(s) {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+EXECUTION_FIELDS = ("device", "amp", "channels_last", "compile", "workers")
+
+
+def validate(c: RunConfig) -> None:
+    """Raise ValueError with one line naming the first invalid field of ``c``."""
+    from pspl_nb.models import MODELS
+    from pspl_nb.pspl import BASES, SSIM_MODES, check_schedule
+
+    def bad(name, why):
+        raise ValueError(f"RunConfig.{name}={getattr(c, name)!r}: {why}")
+
+    choices = {"model": tuple(MODELS), "size": ("full", "tiny"), "channels": ("rgb", "y"),
+               "dataset": ("div2k", "embedded"), "base": BASES, "weighting": WEIGHTINGS, "ssim": SSIM_MODES,
+               "padding": ("zeros", "reflect"), "device": ("auto", "cpu", "cuda", "mps")}
+    for name, allowed in choices.items():
+        if getattr(c, name) not in allowed:
+            bad(name, f"expected one of {allowed}")
+    if c.scale not in (2, 3, 4, 8):
+        bad("scale", "expected 2, 3, 4 or 8")
+    if c.model == "lapsrn" and c.scale not in (2, 4, 8):
+        bad("scale", "LapSRN upsamples in x2 levels: 2, 4 or 8")
+    for name in ("patch", "batch", "iters_per_epoch", "epochs"):
+        if not (isinstance(getattr(c, name), int) and getattr(c, name) > 0):
+            bad(name, "must be a positive integer")
+    for name in ("lr", "rgb_range"):
+        if not getattr(c, name) > 0:
+            bad(name, "must be > 0")
+    if not 0 < c.lr_decay <= 1:
+        bad("lr_decay", "must be in (0, 1]")
+    if c.warmup_epochs < 0:
+        bad("warmup_epochs", "must be >= 0")
+    if c.eval_limit is not None and c.eval_limit < 1:
+        bad("eval_limit", "must be None or >= 1")
+    if c.val_set not in c.eval_sets:
+        bad("val_set", f"must be one of eval_sets {c.eval_sets}")
+    if c.val_set in TEST_SETS:
+        bad("val_set", f"{TEST_SETS} are test sets; selecting the best epoch on them leaks the test")
+    if c.workers < 0:
+        bad("workers", "must be >= 0")
+    try:
+        check_schedule(c.gamma, c.alpha, c.beta)
+    except ValueError as e:
+        raise ValueError(f"RunConfig: {e}") from None
+
+
+TEST_SETS = ("Set5", "Set14", "B100", "Urban100")
+
+# Named starting points. Times are measured on the 2-core CPU the kit is developed on (README).
+PROFILES = {
+    # CI: seconds per run, only proves the machinery works
+    "smoke": dict(dataset="embedded", size="tiny", patch=16, batch=4, iters_per_epoch=12, epochs=3,
+                  milestones=(2,), lr=5e-4, val_set="embedded_valid", eval_sets=("embedded_valid",),
+                  eval_limit=2, attention_steps=(0.25, 1, 2)),
+    # make reproduce: small models on the embedded images, long enough for curves to separate (or not)
+    "cpu": dict(dataset="embedded", size="tiny", patch=24, batch=16, iters_per_epoch=50, epochs=20,
+                milestones=(15,), lr=5e-4, val_set="embedded_valid", eval_sets=("embedded_valid",),
+                attention_steps=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16)),
+    # one GPU, DIV2K, published architectures, EDSR-PyTorch epochs, half the paper's schedule
+    "gpu": dict(dataset="div2k", size="full", patch=48, batch=16, iters_per_epoch=1000, epochs=150,
+                milestones=(100,), val_set="DIV2K_valid", eval_sets=("DIV2K_valid",), eval_limit=10,
+                amp=True, channels_last=True, workers=4),
+    # exactly the official settings (REFERENCE section 5): 300 epochs, lr halved at 200
+    "paper": dict(dataset="div2k", size="full", patch=48, batch=16, iters_per_epoch=1000, epochs=300,
+                  milestones=(200,), lr=1e-4, val_set="DIV2K_valid", eval_sets=("DIV2K_valid",), workers=4),
+}
+
+
+def profile(name: str, **overrides) -> RunConfig:
+    """The ``RunConfig`` of profile ``name`` with ``overrides`` applied (field=value)."""
+    if name not in PROFILES:
+        raise ValueError(f"profile={name!r}: expected one of {tuple(PROFILES)}")
+    return RunConfig(**{**PROFILES[name], **overrides})

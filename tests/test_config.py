@@ -1,0 +1,75 @@
+"""RunConfig: JSON round trip, run ids, profiles and one-line validation errors."""
+import pytest
+
+from pspl_nb.config import PROFILES, RunConfig, profile
+from pspl_nb.train import learning_rate, parse_override
+
+
+def test_json_round_trip_gives_an_equal_object(tmp_path):
+    c = profile("cpu", model="drrn", channels="y", seed=3, milestones=(5, 9), eval_limit=2)
+    c.save(tmp_path / "c.json")
+    back = RunConfig.load(tmp_path / "c.json")
+    assert back == c and back.run_id() == c.run_id()
+
+
+def test_run_id_follows_science_not_execution():
+    c = profile("smoke")
+    assert c.run_id() == profile("smoke").run_id()
+    assert c.run_id() != c.replace(seed=1).run_id()
+    assert c.run_id() != c.replace(alpha=0.3).run_id()
+    assert c.run_id() == c.replace(device="cpu", workers=2).run_id()
+    assert c.run_id().startswith("edsr_baseline-tiny-x2-pspl-s0-")
+    assert c.replace(weighting="none").run_id().startswith("edsr_baseline-tiny-x2-l1-s0-")
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_every_profile_is_valid(name):
+    c = profile(name)
+    assert c.val_set in c.eval_sets
+
+
+def test_paper_profile_is_the_official_schedule():
+    c = profile("paper")
+    assert (c.epochs, c.milestones, c.lr, c.lr_decay, c.batch, c.iters_per_epoch, c.patch) == \
+        (300, (200,), 1e-4, 0.5, 16, 1000, 48)
+    assert (c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.rgb_range) == (2.0, -1.0, 1.0, 0.0, "official", 255.0)
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(model="lapsrn", scale=3), r"RunConfig.scale=3: LapSRN"),
+    (dict(lr=-1e-4), r"RunConfig.lr=-0.0001"),
+    (dict(model="resnet"), r"RunConfig.model='resnet'"),
+    (dict(patch=0), r"RunConfig.patch=0"),
+    (dict(val_set="Set5", eval_sets=("Set5",)), r"RunConfig.val_set='Set5'.*test sets"),
+    (dict(val_set="DIV2K_valid", eval_sets=("Set5",)), r"RunConfig.val_set='DIV2K_valid'"),
+    (dict(alpha=0.0, beta=0.0), r"alpha=0 and beta=0"),
+    (dict(gamma=-2.0), r"gamma=-2.0"),
+])
+def test_invalid_values_name_the_field(changes, match):
+    with pytest.raises(ValueError, match=match):
+        RunConfig(**changes)
+
+
+def test_unknown_profile_and_field():
+    with pytest.raises(ValueError, match="profile='laptop'"):
+        profile("laptop")
+    with pytest.raises(ValueError, match="unknown field"):
+        RunConfig.from_dict({"modle": "vdsr"})
+    with pytest.raises(ValueError, match="unknown RunConfig field 'modle'"):
+        parse_override("modle=vdsr")
+
+
+def test_overrides_are_typed_like_the_field():
+    assert parse_override("epochs=7") == ("epochs", 7)
+    assert parse_override("alpha=0.3") == ("alpha", 0.3)
+    assert parse_override("milestones=3,6") == ("milestones", (3, 6))
+    assert parse_override("eval_sets=Set5,embedded_valid") == ("eval_sets", ("Set5", "embedded_valid"))
+    assert parse_override("amp=on") == ("amp", True)
+    assert parse_override("eval_limit=none") == ("eval_limit", None)
+
+
+def test_learning_rate_halves_at_milestones_and_warms_up():
+    c = RunConfig(lr=1e-4, milestones=(200,), lr_decay=0.5)
+    assert learning_rate(c, 199, 199.999) == 1e-4 and learning_rate(c, 200, 200.001) == 5e-5
+    w = c.replace(warmup_epochs=2.0)
+    assert learning_rate(w, 0, 0.5) == pytest.approx(2.5e-5) and learning_rate(w, 3, 3.5) == 1e-4
