@@ -69,19 +69,7 @@ class RunConfig:
 
     def describe(self) -> str:
         """One line for figure footnotes: the data, model size, schedule and loss that made a result."""
-        data = "DIV2K" if self.dataset == "div2k" else "the embedded scikit-image images (offline stand-in)"
-        loss = (self.base.upper() if self.weighting == "none" else
-                f"{self.weighting.upper()} on {self.base.upper()} (SSIM {self.ssim}, gamma {self.gamma:g}, "
-                f"mu {self.mu:g}, alpha {self.alpha:g}, beta {self.beta:g})")
-        warm = f", {self.warmup_epochs:g}-epoch lr warm-up" if self.warmup_epochs else ""
-        paper = profile("paper")
-        same = all(getattr(self, k) == getattr(paper, k) for k in
-                   ("dataset", "size", "epochs", "iters_per_epoch", "batch", "patch", "milestones", "lr"))
-        return (f"{self.model} ({self.size}) x{self.scale} {self.channels.upper()} on {data}: {self.epochs} epochs "
-                f"x {self.iters_per_epoch} it x batch {self.batch}, LR patch {self.patch}, lr {self.lr:g} "
-                f"x{self.lr_decay:g} at {list(self.milestones)}{warm}; {loss}. "
-                + ("The paper's schedule." if same else
-                   "Not the paper's setting (DIV2K, full models, 300 x 1000 it x batch 16)."))
+        return describe_grid([self])
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -112,6 +100,28 @@ class RunConfig:
 
 
 EXECUTION_FIELDS = ("device", "amp", "channels_last", "compile", "workers")
+
+
+def _loss(c: RunConfig) -> str:
+    if c.weighting == "none":
+        return c.base.upper() + (f" with a {c.warmup_epochs:g}-epoch lr warm-up" if c.warmup_epochs else "")
+    return (f"{c.weighting.upper()} on {c.base.upper()} (SSIM {c.ssim}, gamma {c.gamma:g}, mu {c.mu:g}, "
+            f"alpha {c.alpha:g}, beta {c.beta:g})")
+
+
+def describe_grid(configs) -> str:
+    """Footnote for a figure made from several runs: what they share, then each arm's loss and the seeds."""
+    c = configs[0]
+    data = "DIV2K" if c.dataset == "div2k" else "the embedded scikit-image images (offline stand-in)"
+    models = ", ".join(dict.fromkeys(f"{k.model} ({k.size})" for k in configs))
+    arms = "; ".join(dict.fromkeys(f"{k.arm}: {_loss(k)}" for k in configs))
+    seeds = sorted({k.seed for k in configs})
+    paper = PROFILES["paper"]
+    same = all(getattr(c, k) == paper[k] for k in ("dataset", "size", "epochs", "iters_per_epoch", "batch", "patch"))
+    return (f"{models} x{c.scale} {c.channels.upper()} on {data}: {c.epochs} epochs x {c.iters_per_epoch} it x "
+            f"batch {c.batch}, LR patch {c.patch}, lr {c.lr:g} x{c.lr_decay:g} at {list(c.milestones)}; {arms}; "
+            f"seeds {seeds}. " + ("The paper's schedule." if same else
+                                   "Not the paper's setting (DIV2K, full models, 300 x 1000 it x batch 16)."))
 
 
 def validate(c: RunConfig) -> None:
@@ -178,8 +188,29 @@ PROFILES = {
 }
 
 
+# seeds per arm that notebooks train for each profile
+SEEDS = {"smoke": (0, 1), "cpu": (0, 1, 2), "gpu": (0, 1, 2), "paper": (0, 1)}
+
+
 def profile(name: str, **overrides) -> RunConfig:
     """The ``RunConfig`` of profile ``name`` with ``overrides`` applied (field=value)."""
     if name not in PROFILES:
         raise ValueError(f"profile={name!r}: expected one of {tuple(PROFILES)}")
     return RunConfig(**{**PROFILES[name], **overrides})
+
+
+# Measured wall time of `make reproduce PROFILE=<name>` (all notebooks) on the 2-core development CPU.
+EXPECTED_TIME = {"smoke": "~4 min (2-core CPU)", "cpu": "~25 min (2-core CPU)",
+                 "gpu": "days on one GPU (150 epochs x runs)", "paper": "weeks on one GPU (300 epochs x runs)"}
+
+
+def profiles_table():
+    """The profiles side by side (one column each), for README and notebook 00."""
+    import pandas as pd
+
+    keys = ("dataset", "size", "patch", "batch", "iters_per_epoch", "epochs", "milestones", "lr", "eval_sets",
+            "eval_limit", "amp")
+    table = pd.DataFrame({name: {k: getattr(profile(name), k) for k in keys} for name in PROFILES})
+    table.loc["seeds per arm"] = [len(SEEDS[n]) for n in PROFILES]
+    table.loc["make reproduce"] = [EXPECTED_TIME[n] for n in PROFILES]
+    return table

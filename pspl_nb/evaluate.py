@@ -4,7 +4,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from pspl_nb.metrics import psnr, rgb_to_y, ssim
+from pspl_nb.data import y_uint8
+from pspl_nb.metrics import psnr, ssim, to_uint8
 from pspl_nb.resize import imresize
 
 
@@ -13,9 +14,7 @@ def as_channels(img: np.ndarray, channels: str) -> np.ndarray:
 
     Y-channel models (DRRN, LapSRN) see and predict MATLAB's ``rgb2ycbcr`` luma, which is uint8.
     """
-    if channels == "rgb":
-        return img
-    return np.clip(np.round(rgb_to_y(img)), 0, 255).astype(np.uint8)[..., None]
+    return img if channels == "rgb" else y_uint8(img)
 
 
 def to_tensor(img: np.ndarray, rgb_range: float, device=None) -> torch.Tensor:
@@ -24,10 +23,18 @@ def to_tensor(img: np.ndarray, rgb_range: float, device=None) -> torch.Tensor:
     return x[None] * (rgb_range / 255.0)
 
 
-def to_uint8(x: torch.Tensor, rgb_range: float) -> np.ndarray:
-    """float (1, C, H, W) on [0, rgb_range] -> uint8 (H, W, C), clamped and rounded as EDSR's ``quantize``."""
-    x = (x[0].float() * (255.0 / rgb_range)).clamp(0, 255).round()
-    return x.permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+def merge_luma(y: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """Show a Y-channel result in colour: uint8 luma (H, W, 1) + the chroma of uint8 RGB (H, W, 3) -> RGB.
+
+    Uses BT.601 YCbCr (MATLAB ``rgb2ycbcr``/``ycbcr2rgb``), the usual way Y-only SR models are displayed.
+    """
+    rgb = rgb.astype(np.float64)
+    cb = 128 + (-37.797 * rgb[..., 0] - 74.203 * rgb[..., 1] + 112.0 * rgb[..., 2]) / 255
+    cr = 128 + (112.0 * rgb[..., 0] - 93.786 * rgb[..., 1] - 18.214 * rgb[..., 2]) / 255
+    yy, cb, cr = y[..., 0].astype(np.float64) - 16, cb - 128, cr - 128
+    out = np.stack([298.082 * yy + 408.583 * cr, 298.082 * yy - 100.291 * cb - 208.120 * cr,
+                    298.082 * yy + 516.412 * cb], axis=-1) / 256
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 class Bicubic(nn.Module):
@@ -50,7 +57,7 @@ def super_resolve(model: nn.Module, lr: np.ndarray, channels: str = "rgb", rgb_r
     model.eval()
     sr = model(to_tensor(as_channels(lr, channels), rgb_range, device))
     model.train(was_training)
-    return to_uint8(sr, rgb_range)
+    return to_uint8(sr.float(), rgb_range)
 
 
 def evaluate(model: nn.Module, pairs, scale: int, channels: str = "rgb", rgb_range: float = 255.0,

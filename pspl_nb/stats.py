@@ -274,3 +274,17 @@ def nonuniform_fraction(total_epochs: float, alpha: float = 1.0, beta: float = 0
     else:
         epoch = (delta_needed - beta) / alpha
     return dict(epoch_uniform=epoch, fraction=min(max(epoch / total_epochs, 0.0), 1.0))
+
+
+def matched_threshold(tidy: pd.DataFrame, column: str, baseline: str = "l1", fraction: float = 125 / 300) -> float:
+    """A PSNR threshold placed like the paper's 34.4 dB: the baseline's mean curve at ``fraction`` of the run.
+
+    The paper's vanilla EDSR first reaches 34.4 dB at about epoch 125 of 300; on another data set or
+    schedule the same relative position gives a comparable "time to threshold" question.
+    """
+    base = tidy[tidy.arm == baseline]
+    if base.empty:
+        raise ValueError(f"matched_threshold: no rows with arm={baseline!r}")
+    curve = base.groupby("epoch")[column].mean()
+    epoch = max(1.0, fraction * curve.index.max())
+    return float(np.interp(epoch, curve.index.to_numpy(dtype=float), curve.to_numpy()))

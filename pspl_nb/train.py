@@ -36,7 +36,12 @@ from pspl_nb.evaluate import as_channels, evaluate, to_tensor
 from pspl_nb.models import build_model
 from pspl_nb.pspl import PSPLLoss, pixel_loss
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def results_root() -> Path:
+    """Where runs and notebook outputs go: ``$PSPL_RESULTS`` if set, else ``<repo>/results``."""
+    env = os.environ.get("PSPL_RESULTS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "results"
 
 
 class NonFiniteLoss(RuntimeError):
@@ -138,13 +143,23 @@ def load_history(run_dir: Path) -> pd.DataFrame:
     return h
 
 
+def load_model(c: RunConfig, which: str = "best", results=None, device="cpu") -> torch.nn.Module:
+    """The trained model of a finished (or running) run: ``which`` = "best" (validation PSNR) or "last"."""
+    path = Path(results or results_root()) / "runs" / c.run_id() / f"{which}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: train(config) first")
+    model = build_model(c.model, c.scale, c.size, 1 if c.channels == "y" else 3, c.rgb_range)
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
+    return model.to(device).eval()
+
+
 def train(c: RunConfig, force: bool = False, results=None, data_root=None, progress=None) -> pd.DataFrame:
     """Train (or load, or resume) the run described by ``c``; returns its per-epoch history.
 
     Args:
         c: the run's configuration; its ``run_id()`` names the folder ``<results>/runs/<run_id>``.
         force: retrain from scratch even if the run finished before.
-        results: results folder (default ``<repo>/results``); data_root: data folder (default ``data/``).
+        results: results folder (default ``results_root()``); data_root: data folder (default ``data/``).
         progress: show a tqdm bar; None = on unless the ``CI`` environment variable is set.
 
     Returns:
@@ -155,7 +170,7 @@ def train(c: RunConfig, force: bool = False, results=None, data_root=None, progr
     Raises:
         NonFiniteLoss: the loss became NaN/inf (the last good checkpoint stays).
     """
-    run_dir = Path(results or RESULTS) / "runs" / c.run_id()
+    run_dir = Path(results or results_root()) / "runs" / c.run_id()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() and c.device != "cpu" else "gloo")

@@ -1,0 +1,274 @@
+"""Training patches and evaluation images from any set in the layout (``sources.py``).
+
+Training reads decoded pixels from a uint8 cache, one flat ``.npy`` per folder memory-mapped read-only
+(``<root>/<Name>/cache/HR.npy`` + ``HR.json`` index; ``LR_X{s}.*``): decoding a 2K PNG takes ~0.1 s, a
+48 x 48 crop of the memmap microseconds. One file per folder keeps two file descriptors per dataset
+however many images (800 per-image memmaps would hit the usual 1024-descriptor limit in every worker).
+"""
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from pspl_nb.metrics import rgb_to_y
+
+from .embedded import ensure_embedded
+from .prepare import prepare_pair
+from .sources import EVAL_NAMES, SET_NAMES, resolve_root, set_name
+
+
+class EvalPair(NamedTuple):
+    """One evaluation image: ``name`` (file stem), ``lr`` uint8 (h, w, 3), ``hr`` uint8 (h*s, w*s, 3)."""
+
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray
+
+
+def read_rgb(path) -> np.ndarray:
+    """Decode an image file to uint8 (H, W, 3) RGB (grayscale and palette images are expanded)."""
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def y_uint8(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of uint8 (H, W, 3) RGB, rounded to uint8 (H, W, 1), as MATLAB's ``rgb2ycbcr``."""
+    return np.clip(np.round(rgb_to_y(rgb)), 0, 255).astype(np.uint8)[..., None]
+
+
+def set_dir(name: str, root=None, split: str = "train") -> Path:
+    """``<root>/<Name>`` for a dataset key or Name, built (embedded) or checked to exist.
+
+    Raises FileNotFoundError with one line naming the folder and the command that fetches it.
+    """
+    root = resolve_root(root)
+    name = set_name(name, split)
+    if name.startswith("embedded_"):
+        ensure_embedded(root)
+    folder = root / name
+    if not (folder / "HR").is_dir() or not any((folder / "HR").iterdir()):
+        what = "div2k" if name.startswith("DIV2K") else "benchmarks" if name in EVAL_NAMES else name
+        raise FileNotFoundError(f"{folder / 'HR'} is missing: run `python -m pspl_nb.data fetch {what}` "
+                                f"(needs a network) or use the offline set 'embedded'")
+    return folder
+
+
+def _lr_file(folder: Path, stem: str, scale: int) -> Path:
+    return folder / "LR_bicubic" / f"X{scale}" / f"{stem}x{scale}.png"
+
+
+def _cached_folder(files: list[Path], cache: Path) -> tuple[np.ndarray, list[tuple[int, tuple]]]:
+    """(flat uint8 memmap, [(offset, (H, W, 3)), ...]) for ``files``, decoding them once into ``cache``.
+
+    The index (``cache.json``) records each PNG's name, size and mtime; any change rebuilds the cache.
+    Both files are written under temporary names and renamed, the index last, so a reader never sees a
+    half-written cache and concurrent builders (DataLoader workers, xdist) cannot corrupt it.
+    """
+    stamp = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    index_path, data_path = cache.with_suffix(".json"), cache.with_suffix(".npy")
+    if index_path.exists() and data_path.exists():
+        index = json.loads(index_path.read_text())
+        if index["files"] == stamp:
+            flat = np.load(data_path, mmap_mode="r")
+            return flat, [(o, tuple(s)) for o, s in zip(index["offsets"], index["shapes"])]
+    shapes = []
+    for f in files:  # headers only: sizes first, so the memmap is allocated once
+        with Image.open(f) as img:
+            shapes.append((img.height, img.width, 3))
+    sizes = [int(np.prod(s)) for s in shapes]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex
+    tmp_data, tmp_index = cache.with_name(f".{cache.name}.{tag}.npy"), cache.with_name(f".{cache.name}.{tag}.json")
+    flat = np.lib.format.open_memmap(tmp_data, mode="w+", dtype=np.uint8, shape=(max(sum(sizes), 1),))
+    for f, off, shape in tqdm(list(zip(files, offsets, shapes)), desc=f"cache {cache.parent.parent.name}/{cache.name}",
+                              leave=False):
+        flat[off : off + int(np.prod(shape))] = read_rgb(f).reshape(-1)
+    flat.flush()
+    del flat
+    tmp_index.write_text(json.dumps({"files": stamp, "offsets": offsets, "shapes": shapes}))
+    os.replace(tmp_data, data_path)
+    os.replace(tmp_index, index_path)
+    return np.load(data_path, mmap_mode="r"), list(zip(offsets, shapes))
+
+
+class TrainPatches(Dataset):
+    """Random aligned (LR, HR) patches of a training set, EDSR style: ``iters_per_epoch * batch`` per epoch.
+
+    Args:
+        name: "div2k", "embedded" (their training halves) or a set Name such as "DIV2K_train".
+        scale: upscaling factor s; the set needs ``LR_bicubic/X{s}``.
+        patch: LR patch side p in pixels (HR side p * s).
+        batch: batch size, only to size an epoch (len = iters_per_epoch * batch); batching is the DataLoader's.
+        iters_per_epoch: iterations per epoch (EDSR: 1000).
+        seed: non-negative int. Sample i of epoch e depends only on (seed, e, i): identical across runs and
+            across DataLoader worker counts. Use ``shuffle=False``; the order is already random.
+        y_channel: return BT.601 luma, rounded to uint8 (C = 1) instead of RGB (C = 3).
+        augment: random h-flip, v-flip and transpose (the same on LR and HR).
+        root: data root (None -> ``default_root()``).
+
+    Items: ``(lr, hr)`` uint8 tensors (C, p, p) and (C, p*s, p*s), values [0, 255].
+    Each image of the set is drawn equally often per epoch (a seeded permutation of ``i % n_images``).
+    Note: with ``persistent_workers=True`` the workers keep the epoch they started with; leave it False
+    (the default) so ``set_epoch`` reaches them.
+    """
+
+    def __init__(self, name: str, scale: int, patch: int, batch: int, iters_per_epoch: int = 1000,
+                 seed: int = 0, y_channel: bool = False, augment: bool = True, root=None):
+        for arg, value in (("scale", scale), ("patch", patch), ("batch", batch), ("iters_per_epoch", iters_per_epoch)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        folder = set_dir(name, root, "train")
+        hr_files = sorted((folder / "HR").glob("*.png"))
+        if not hr_files:
+            raise FileNotFoundError(f"no .png images in {folder / 'HR'}")
+        lr_files = [_lr_file(folder, f.stem, scale) for f in hr_files]
+        missing = [f for f in lr_files if not f.exists()]
+        if missing:
+            raise FileNotFoundError(f"{missing[0]} is missing ({len(missing)} LR files of {folder.name} at x{scale})")
+        self._caches = (folder / "cache" / "HR.npy", folder / "cache" / f"LR_X{scale}.npy")
+        self.hr_flat, self.hr_index = _cached_folder(hr_files, self._caches[0].with_suffix(""))
+        self.lr_flat, self.lr_index = _cached_folder(lr_files, self._caches[1].with_suffix(""))
+        for f, (_, (lh, lw, _c)), (_, (hh, hw, _c2)) in zip(hr_files, self.lr_index, self.hr_index):
+            if hh < lh * scale or hw < lw * scale:
+                raise ValueError(f"HR {f.name} ({hh}x{hw}) is smaller than its LR ({lh}x{lw}) times {scale}")
+        small = min(range(len(hr_files)), key=lambda k: min(self.lr_index[k][1][:2]))
+        lh, lw = self.lr_index[small][1][:2]
+        if patch > min(lh, lw):
+            raise ValueError(f"patch {patch} is larger than the smallest LR image {hr_files[small].stem} "
+                             f"({lh}x{lw} at x{scale}) of {folder.name}")
+        self.names = [f.stem for f in hr_files]
+        self.scale, self.patch, self.batch, self.iters_per_epoch = scale, patch, batch, iters_per_epoch
+        self.seed, self.y_channel, self.augment = int(seed), y_channel, augment
+        self.epoch = 0
+        self._order = None
+
+    def __len__(self) -> int:
+        return self.iters_per_epoch * self.batch
+
+    def __getstate__(self) -> dict:
+        # A memmap pickles as an in-memory copy of the whole file; workers started with "spawn"
+        # (macOS, Windows) reopen the cache instead.
+        return {**self.__dict__, "hr_flat": None, "lr_flat": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.hr_flat, self.lr_flat = (np.load(p, mmap_mode="r") for p in self._caches)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (non-negative int) whose samples ``__getitem__`` returns."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch!r}")
+        self.epoch, self._order = int(epoch), None
+
+    def image_order(self) -> np.ndarray:
+        """Index of the source image of every sample of the current epoch, int64 (len(self),)."""
+        if self._order is None or self._order[0] != self.epoch:
+            # The leading 0 / 1 keeps this stream apart from the per-sample streams (seed, epoch, 1, i).
+            rng = np.random.default_rng((self.seed, self.epoch, 0))
+            self._order = (self.epoch, rng.permutation(np.arange(len(self)) % len(self.names)))
+        return self._order[1]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        k = self.image_order()[i]
+        rng = np.random.default_rng((self.seed, self.epoch, 1, int(i)))
+        (lo, lshape), (ho, hshape) = self.lr_index[k], self.hr_index[k]
+        lr = self.lr_flat[lo : lo + int(np.prod(lshape))].reshape(lshape)
+        hr = self.hr_flat[ho : ho + int(np.prod(hshape))].reshape(hshape)
+        p, s = self.patch, self.scale
+        y, x = int(rng.integers(0, lshape[0] - p + 1)), int(rng.integers(0, lshape[1] - p + 1))
+        lr, hr = lr[y : y + p, x : x + p], hr[y * s : (y + p) * s, x * s : (x + p) * s]
+        if self.augment:
+            hflip, vflip, transpose = rng.integers(0, 2, size=3)
+            if hflip:
+                lr, hr = lr[:, ::-1], hr[:, ::-1]
+            if vflip:
+                lr, hr = lr[::-1], hr[::-1]
+            if transpose:
+                lr, hr = lr.transpose(1, 0, 2), hr.transpose(1, 0, 2)
+        if self.y_channel:
+            lr, hr = y_uint8(lr), y_uint8(hr)
+        return (torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))),
+                torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))))
+
+
+def load_eval_set(name: str, scale: int, hr_prep: str = "modcrop", root=None,
+                  limit: int | None = None) -> list[EvalPair]:
+    """Whole evaluation images of a set, sorted by file name.
+
+    Args:
+        name: a set Name ("Set5", "Set14", "B100", "Urban100", "DIV2K_valid", "embedded_valid", ...) or a
+            dataset key ("div2k", "embedded" -> their validation halves). Embedded sets are built on demand.
+        scale: 2, 3 or 4.
+        hr_prep: "modcrop" (HR cropped to a multiple of ``scale``; LR from the source's ``LR_bicubic/X{s}``
+            when present, else MATLAB bicubic) or "resample" (the official PSPL script; see ``prepare.py``).
+        limit: keep only the first ``limit`` images (None: all).
+    Returns:
+        list of EvalPair(name, lr uint8 (h, w, 3), hr uint8 (h*scale, w*scale, 3)).
+    Raises FileNotFoundError (one line, with the fetch command) when a downloadable set is not there.
+    """
+    folder = set_dir(name, root, "valid")
+    files = sorted((folder / "HR").glob("*.png"))[:limit]
+    pairs = []
+    for f in files:
+        lr_path = _lr_file(folder, f.stem, scale)
+        lr = read_rgb(lr_path) if hr_prep == "modcrop" and lr_path.exists() else None
+        try:
+            lr, hr = prepare_pair(read_rgb(f), scale, hr_prep, lr)
+        except ValueError as err:
+            raise ValueError(f"{folder.name}/{f.name}: {err}") from None
+        pairs.append(EvalPair(f.stem, lr, hr))
+    return pairs
+
+
+
+def is_available(name: str, root=None) -> bool:
+    """True when set ``name`` is on disk (embedded sets count as available: they are built on demand)."""
+    try:
+        set_dir(name, root, "valid")
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def inventory(root=None):
+    """One row per set Name: whether it is present, its image count and the LR scales found on disk."""
+    import pandas as pd
+
+    root = resolve_root(root)
+    rows = []
+    for name in SET_NAMES:
+        folder = root / name
+        hr = sorted((folder / "HR").glob("*.png")) if folder.is_dir() else []
+        scales = sorted(p.name for p in (folder / "LR_bicubic").glob("X*")) if hr else []
+        rows.append(dict(set=name, present=bool(hr), images=len(hr), lr_scales=" ".join(scales),
+                         examples=", ".join(p.stem for p in hr[:3])))
+    return pd.DataFrame(rows).set_index("set")
+
+
+def compare_lr(name: str, scale: int, root=None, limit: int | None = None):
+    """PSNR (dB, RGB, no shave) between a set's shipped LR files and the kit's MATLAB-style bicubic of its HR.
+
+    Above ~50 dB the two are the same degradation; torch/OpenCV bicubic would give ~30 dB.
+    Returns one row per image: set, scale, image, psnr_db.
+    """
+    import pandas as pd
+
+    from pspl_nb.metrics import psnr
+
+    rows = []
+    for shipped in load_eval_set(name, scale, "modcrop", root, limit):
+        kit, _ = prepare_pair(shipped.hr, scale, "modcrop")
+        rows.append(dict(set=name, scale=scale, image=shipped.name, psnr_db=psnr(kit, shipped.lr, 0, y_channel=False)))
+    return pd.DataFrame(rows)

@@ -1,0 +1,219 @@
+"""Figures of the kit. Each function draws one figure from plain arrays or tables and returns it;
+notebooks call ``show(fig, name)`` to display, save (PNG under the profile's figure folder) and close it.
+
+Every training figure carries a provenance line (``RunConfig.describe``) so a reader always knows which
+data, model size and schedule made it.
+"""
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from pspl_nb.pspl import attention
+
+ARM_COLORS = {"l1": "tab:blue", "l2": "tab:blue", "pspl": "tab:red", "uniform": "tab:green",
+              "easy_first": "tab:purple", "warmup": "tab:orange"}
+
+
+def show(fig, name: str | None = None, folder=None):
+    """Display ``fig`` (in Jupyter), save it as ``<folder>/<name>.png`` when both are given, then close it."""
+    if name and folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fig.savefig(Path(folder) / f"{name}.png", dpi=110, bbox_inches="tight")
+    try:
+        from IPython.display import display
+        display(fig)
+    except ImportError:
+        pass
+    plt.close(fig)
+
+
+def footnote(fig, text: str):
+    """Provenance under the figure: which data, model size and schedule made it."""
+    fig.text(0.01, -0.02, text, fontsize=7, color="0.35", ha="left", va="top", wrap=True)
+    return fig
+
+
+def pipeline(hr: np.ndarray, sr: np.ndarray, ms: np.ndarray, ma: np.ndarray, step: float):
+    """The paper's Fig. 2 as pictures: HR and SR (uint8 (H, W, 3)) -> SSIM map -> attention -> weighted error."""
+    err = np.abs(sr.astype(float) - hr.astype(float)).mean(-1)
+    panels = [(hr, "HR $I_{hr}$", None), (sr, "SR $I_{sr}$", None), (ms, "$M_s$ = SSIM map (Eq. 3-5)", "magma"),
+              (ma, f"$M_a$ = attention at step {step:g} (Eq. 7)", "viridis"),
+              (ma * err, "$M_a \\cdot |I_{sr} - I_{hr}|$ (Eq. 10, L1)", "inferno")]
+    fig, axes = plt.subplots(1, 5, figsize=(16, 3.6), constrained_layout=True)
+    for ax, (img, title, cmap) in zip(axes, panels):
+        im = ax.imshow(img, cmap=cmap)
+        if cmap:
+            fig.colorbar(im, ax=ax, shrink=0.7)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.suptitle("PSPL data flow: the loss sees each pixel's error times a weight from its SSIM", fontsize=10)
+    return fig
+
+
+def attention_over_training(history: pd.DataFrame, ax=None):
+    """Mean, min and max PSPL weight per epoch of a run (columns att_mean, att_min, att_max, epoch)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(history.epoch, history.att_mean, color="tab:red", label="mean weight")
+    ax.fill_between(history.epoch, history.att_min, history.att_max, color="tab:red", alpha=0.2, label="min..max")
+    ax.set(xlabel="epoch", ylabel="attention weight", title="PSPL weights on training batches")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def attention_vs_ssim(steps=(1, 2, 4, 8, 16, 32, 64), gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, ax=None):
+    """The paper's Fig. 3 (left): attention weight against SSIM on [-1, 1] for several ages (epochs)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    ms = np.linspace(-1, 1, 401)
+    cmap = plt.get_cmap("viridis")
+    for i, step in enumerate(steps):
+        ax.plot(ms, attention(ms, step, gamma, mu, alpha, beta).numpy(), color=cmap(i / max(1, len(steps) - 1)),
+                label=f"step {step:g}")
+    ax.set(xlabel="SSIM of the pixel's neighbourhood", ylabel="attention weight $M_a$", xlim=(-1, 1),
+           ylim=(-0.05 * max(gamma, 1e-3), 1.05 * max(gamma, 1e-3)),
+           title=f"Eq. 7: gamma={gamma:g}, mu={mu:g}, delta={alpha:g}*step+{beta:g}")
+    ax.legend(fontsize=7, ncol=2)
+    return ax.figure
+
+
+def attention_maps(ms: np.ndarray, steps=(1, 2, 4, 8), gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0):
+    """The paper's Fig. 3 (right): the attention of one SSIM map (H, W) at several ages, shared colour scale."""
+    fig, axes = plt.subplots(1, len(steps) + 1, figsize=(3 * (len(steps) + 1), 3.2), constrained_layout=True)
+    im = axes[0].imshow(ms, cmap="magma", vmin=-1, vmax=1)
+    axes[0].set_title("SSIM map $M_s$")
+    fig.colorbar(im, ax=axes[0], shrink=0.7)
+    for ax, step in zip(axes[1:], steps):
+        im = ax.imshow(attention(ms, step, gamma, mu, alpha, beta).numpy(), cmap="viridis", vmin=0, vmax=gamma)
+        ax.set_title(f"$M_a$ at step {step:g}")
+    fig.colorbar(im, ax=axes[-1], shrink=0.7, label="weight")
+    for ax in axes:
+        ax.axis("off")
+    return fig
+
+
+def draw_explorer(fig, maps: dict, gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, step=1.0, ssim="official"):
+    """Redraw the slider figure in place: weight curve, attention map and weight histogram.
+
+    Args:
+        fig: a matplotlib Figure (cleared and redrawn). maps: {"official": (H, W), "paper": (H, W)} SSIM
+            maps of one SR/HR pair. Other arguments: PSPL's parameters (``pspl.attention``) and SSIM mode.
+    Returns:
+        ``fig``. Any parameter ``attention`` rejects raises its ValueError here, so tests see it.
+    """
+    fig.clear()
+    ms = maps[ssim]
+    w = attention(ms, step, gamma, mu, alpha, beta).numpy()
+    ax_curve, ax_map, ax_hist = fig.subplots(1, 3, gridspec_kw=dict(width_ratios=(1.1, 1, 1)))
+    grid = np.linspace(-1, 1, 401)
+    ax_curve.plot(grid, attention(grid, step, gamma, mu, alpha, beta).numpy(), color="tab:red")
+    ax_curve.hist(ms.ravel(), bins=60, range=(-1, 1), density=True, color="0.8", label="SSIM of this image")
+    ax_curve.set(xlabel="SSIM", ylabel="weight", xlim=(-1, 1), ylim=(0, max(gamma, 1e-3) * 1.05),
+                 title=f"delta = {alpha * step + beta:.3g}")
+    ax_curve.legend(fontsize=7, loc="upper right")
+    im = ax_map.imshow(w, cmap="viridis", vmin=0, vmax=max(gamma, 1e-12))
+    ax_map.set_title(f"attention, {ssim} SSIM")
+    ax_map.axis("off")
+    fig.colorbar(im, ax=ax_map, shrink=0.75)
+    ax_hist.hist(w.ravel(), bins=50, range=(0, max(gamma, 1e-12)), color="tab:red")
+    ax_hist.set(xlabel="weight", ylabel="pixels", yscale="log",
+                title=f"mean {w.mean():.3g}, max/min {w.max() / max(w.min(), 1e-300):.3g}")
+    fig.suptitle(f"gamma={gamma:g}  mu={mu:g}  alpha={alpha:g}  beta={beta:g}  step={step:g}", fontsize=9)
+    return fig
+
+
+def explorer_grid(maps: dict, steps=(0.25, 1, 4), **params):
+    """Static copies of the slider figure at a few steps, so executed and HTML notebooks show the content."""
+    figs = []
+    for step in steps:
+        fig = plt.figure(figsize=(12, 3.3), constrained_layout=True)
+        figs.append(draw_explorer(fig, maps, step=step, **params))
+    return figs
+
+
+def psnr_curves(tidy: pd.DataFrame, column: str, threshold: float | None = None, ax=None, note: str = ""):
+    """The paper's Fig. 4 with seeds: mean PSNR per arm against epoch, band = min..max over seeds.
+
+    Args:
+        tidy: rows of (arm, seed, epoch, ``column``) as ``experiments.run_grid`` returns.
+        column: e.g. ``"psnr_embedded_valid"`` (dB). threshold: draws the line the paper uses (34.4 dB).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    for arm, g in tidy.groupby("arm", sort=False):
+        stats = g.groupby("epoch")[column].agg(["mean", "min", "max", "count"])
+        color = ARM_COLORS.get(arm)
+        ax.plot(stats.index, stats["mean"], color=color, label=f"{arm} (mean of {stats['count'].max()} seeds)")
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
+    if threshold is not None:
+        ax.axhline(threshold, color="0.3", ls="--", lw=0.8, label=f"threshold {threshold:.2f} dB")
+    ax.set(xlabel="epoch", ylabel=f"PSNR (dB), {column.removeprefix('psnr_')}", title=note or None)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def training_attention(snap: dict, index: int, gamma: float = 2.0):
+    """Notebook 04: HR crop, SR and attention (mean over channels) at recorded age ``index``, with a histogram.
+
+    ``snap`` holds the arrays of a run's ``attention.npz``: ages (K,), hr (H, W, C), sr (K, C, H, W),
+    attention (K, C, H, W).
+    """
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.3), constrained_layout=True)
+    hr, sr = snap["hr"], snap["sr"][index].transpose(1, 2, 0)
+    a = snap["attention"][index]
+    for ax, img, title in ((axes[0], hr, "HR crop"), (axes[1], sr, f"SR at age {snap['ages'][index]:.2f}")):
+        ax.imshow(img.squeeze(), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=255)
+        ax.set_title(title)
+        ax.axis("off")
+    im = axes[2].imshow(a.mean(0), cmap="viridis", vmin=0, vmax=gamma)
+    axes[2].set_title("attention (mean over channels)")
+    axes[2].axis("off")
+    fig.colorbar(im, ax=axes[2], shrink=0.75)
+    axes[3].hist(a.ravel(), bins=50, range=(0, gamma), color="tab:red")
+    axes[3].set(xlabel="weight", ylabel="pixels", yscale="log", title=f"mean weight {a.mean():.3g}")
+    return fig
+
+
+def weight_histograms(snap: dict, gamma: float = 2.0):
+    """Notebook 04: the weight distribution at every recorded age, one line each (log counts)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    cmap = plt.get_cmap("viridis")
+    edges = np.linspace(0, gamma, 51)
+    for i, age in enumerate(snap["ages"]):
+        counts, _ = np.histogram(snap["attention"][i].ravel(), bins=edges)
+        ax.step(edges[:-1], np.maximum(counts, 0.5), where="post", color=cmap(i / max(1, len(snap["ages"]) - 1)),
+                label=f"age {age:.2f}")
+    ax.set(xlabel="attention weight", ylabel="pixels", yscale="log", title="PSPL weights during training")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def image_grid(images: dict, box=None, title: str = ""):
+    """The paper's Fig. 5: the same (zoomed) crop of several uint8 images (H, W, 3) side by side.
+
+    ``box`` = (top, left, height, width) in HR pixels; the first image is shown whole with the box drawn.
+    """
+    names = list(images)
+    fig, axes = plt.subplots(1, len(names) + (box is not None), figsize=(2.8 * (len(names) + 1), 3.2),
+                             constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    if box is not None:
+        t, l, h, w = box
+        axes[0].imshow(images[names[0]])
+        axes[0].add_patch(plt.Rectangle((l, t), w, h, fill=False, color="yellow", lw=1.5))
+        axes[0].set_title(names[0])
+        crops, axes = {k: v[t:t + h, l:l + w] for k, v in images.items()}, axes[1:]
+    else:
+        crops = images
+    for ax, (name, img) in zip(axes, crops.items()):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+    for ax in fig.axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -1,0 +1,72 @@
+"""``make reproduce``: execute every notebook in order for one profile.
+
+Writes ``results/<profile>/notebooks/<name>.ipynb`` (executed), ``.html`` beside it, the figures and tables
+the notebooks save, and ``timings.csv``. Training runs are cached in ``results/runs/``, so a second
+``make reproduce`` only re-executes the notebooks.
+"""
+import argparse
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pspl_nb.config import PROFILES
+from pspl_nb.train import results_root
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def notebooks() -> list[Path]:
+    """The numbered notebooks, in order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def execute(path: Path, profile: str, out_dir: Path, timeout: int | None = None) -> Path:
+    """Run one notebook with ``PROFILE = profile`` injected after its ``parameters`` cell; returns the copy.
+
+    A failing cell raises ``papermill.PapermillExecutionError``; the partly executed copy is still written.
+    """
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / path.name
+    os.environ["PSPL_PROFILE"] = profile  # the kernel inherits it: a cell reading the default sees it too
+    papermill.execute_notebook(str(path), str(out), parameters={"PROFILE": profile}, kernel_name="python3",
+                               cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
+    return out
+
+
+def to_html(executed: Path) -> Path:
+    """An HTML copy of an executed notebook (widgets render as their last static state)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(executed))
+    html = executed.with_suffix(".html")
+    html.write_text(body)
+    return html
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m pspl_nb.reproduce", description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="cpu", choices=tuple(PROFILES))
+    p.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 02 03")
+    a = p.parse_args(argv)
+    folder = results_root() / a.profile
+    timings = []
+    for nb in notebooks():
+        if a.only and not any(nb.name.startswith(x) for x in a.only):
+            continue
+        t0 = time.perf_counter()
+        print(f"[{a.profile}] {nb.name} ...", flush=True)
+        out = execute(nb, a.profile, folder / "notebooks")
+        to_html(out)
+        timings.append(dict(notebook=nb.name, seconds=round(time.perf_counter() - t0, 1)))
+        print(f"[{a.profile}] {nb.name} done in {timings[-1]['seconds']} s", flush=True)
+    table = pd.DataFrame(timings)
+    table.to_csv(folder / "timings.csv", index=False)
+    print(table.to_string(index=False), f"\ntotal {table.seconds.sum():.0f} s; results in {folder}")
+
+
+if __name__ == "__main__":
+    main()
