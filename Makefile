@@ -36,6 +36,7 @@ data: $(STAMP)  ## download DIV2K and the benchmarks (needs a network)
 	$(BIN)/python -m pspl_nb.data fetch all
 
 bench: $(STAMP)  ## run the benchmarks in bench/
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python bench/run_all.py
 
 clean:  ## remove the venv and generated results (keeps data/ downloads)

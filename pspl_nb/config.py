@@ -64,8 +64,24 @@ class RunConfig:
 
     @property
     def arm(self) -> str:
-        """Short label of the training objective, e.g. ``l1`` or ``pspl``; used in legends and tables."""
-        return self.base if self.weighting == "none" else self.weighting
+        """Short label of the training objective, used in run ids, legends and tables.
+
+        ``l1`` / ``l2`` (plain), ``warmup`` (plain with lr warm-up), ``uniform``, ``pspl``, ``easy_first``
+        (PSPL with mu = +1), and PSPL variants suffixed by what differs from the defaults, e.g.
+        ``pspl_alpha0.3``, ``pspl_paper_ssim``, ``pspl_reflect``.
+        """
+        if self.weighting == "none":
+            return "warmup" if self.warmup_epochs else self.base
+        if self.weighting == "uniform":
+            return "uniform"
+        name = "easy_first" if self.mu > 0 else "pspl"
+        if self.alpha != 1.0 or self.beta != 0.0:
+            name += f"_alpha{self.alpha:g}" + (f"_beta{self.beta:g}" if self.beta else "")
+        if self.ssim == "paper":
+            name += "_paper_ssim"
+        if self.padding == "reflect":
+            name += "_reflect"
+        return name
 
     def describe(self) -> str:
         """One line for figure footnotes: the data, model size, schedule and loss that made a result."""
@@ -175,9 +191,9 @@ PROFILES = {
                   milestones=(2,), lr=5e-4, val_set="embedded_valid", eval_sets=("embedded_valid",),
                   eval_limit=2, attention_steps=(0.25, 1, 2)),
     # make reproduce: small models on the embedded images, long enough for curves to separate (or not)
-    "cpu": dict(dataset="embedded", size="tiny", patch=24, batch=16, iters_per_epoch=50, epochs=20,
-                milestones=(15,), lr=5e-4, val_set="embedded_valid", eval_sets=("embedded_valid",),
-                attention_steps=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16)),
+    "cpu": dict(dataset="embedded", size="tiny", patch=24, batch=16, iters_per_epoch=40, epochs=12,
+                milestones=(9,), lr=5e-4, val_set="embedded_valid", eval_sets=("embedded_valid",),
+                attention_steps=(0.1, 0.25, 0.5, 1, 2, 4, 8)),
     # one GPU, DIV2K, published architectures, EDSR-PyTorch epochs, half the paper's schedule
     "gpu": dict(dataset="div2k", size="full", patch=48, batch=16, iters_per_epoch=1000, epochs=150,
                 milestones=(100,), val_set="DIV2K_valid", eval_sets=("DIV2K_valid",), eval_limit=10,

@@ -4,7 +4,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from pspl_nb.data import y_uint8
+from pspl_nb.data import EvalPair, prepare_pair, y_uint8
 from pspl_nb.metrics import psnr, ssim, to_uint8
 from pspl_nb.resize import imresize
 
@@ -75,3 +75,25 @@ def evaluate(model: nn.Module, pairs, scale: int, channels: str = "rgb", rgb_ran
         rows.append(dict(image=p.name, psnr=psnr(sr, hr, scale, y_channel=channels == "rgb"),
                          ssim=ssim(sr, hr, scale, y_channel=channels == "rgb")))
     return pd.DataFrame(rows)
+
+
+def protocol_check(model: nn.Module, hr_images, scale: int, channels: str = "rgb", rgb_range: float = 255.0,
+                   device=None) -> pd.DataFrame:
+    """How many dB the benchmark preparation alone moves a score: one model, the same HR images, two protocols.
+
+    Args:
+        hr_images: {name: uint8 HR (H, W, 3)}; sizes not divisible by ``scale`` (like B100's 481 x 321) are
+            where the protocols differ most: "modcrop" crops HR, "resample" (the official script) resizes it.
+    Returns:
+        One row per image: image, psnr_modcrop, psnr_resample, shift_db = resample - modcrop.
+    """
+    rows = []
+    for name, hr in hr_images.items():
+        row = dict(image=name, size=f"{hr.shape[1]}x{hr.shape[0]}")
+        for prep in ("modcrop", "resample"):
+            lr, prepared = prepare_pair(hr, scale, prep)
+            row[f"psnr_{prep}"] = evaluate(model, [EvalPair(name, lr, prepared)], scale, channels, rgb_range,
+                                           device).psnr.iloc[0]
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.assign(shift_db=table.psnr_resample - table.psnr_modcrop)

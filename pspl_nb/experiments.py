@@ -25,6 +25,18 @@ def canonical(c: RunConfig, model: str) -> RunConfig:
     return c.replace(model=model, base="l2" if card.loss.startswith("MSE") else "l1", channels=card.channels.lower())
 
 
+def control_arms(warmup_epochs: float) -> list[dict]:
+    """The arms of notebook 07 as RunConfig changes: plain L1, PSPL, and what could explain PSPL's gains.
+
+    uniform: PSPL's batch-mean weight, no pixel contrast. easy_first: mu = +1. warmup: plain L1 with a
+    linear lr warm-up as long as PSPL's slow start (``stats.warmup_matching``). Then PSPL with alpha 0.3
+    (the official default before publication), range-matched SSIM constants, and reflect padding.
+    """
+    return [dict(weighting="none"), dict(weighting="pspl"), dict(weighting="uniform"), dict(mu=1.0),
+            dict(weighting="none", warmup_epochs=round(warmup_epochs, 2)), dict(alpha=0.3), dict(ssim="paper"),
+            dict(padding="reflect")]
+
+
 def tidy(history: pd.DataFrame) -> pd.DataFrame:
     """A run's history with its identifying config fields prepended as columns."""
     c = history.attrs["config"]

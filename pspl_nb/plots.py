@@ -156,6 +156,17 @@ def psnr_curves(tidy: pd.DataFrame, column: str, threshold: float | None = None,
     return ax.figure
 
 
+def control_curves(tidy: pd.DataFrame, column: str, threshold: float | None = None, note: str = ""):
+    """Notebook 07: controls (left) and PSPL variants (right), each against plain L1 and PSPL, with seed bands."""
+    arms = list(dict.fromkeys(tidy.arm))
+    left = [a for a in arms if not a.startswith("pspl_")]
+    right = ["l1", "pspl"] + [a for a in arms if a.startswith("pspl_")]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), sharey=True, constrained_layout=True)
+    for ax, group, title in ((axes[0], left, "controls"), (axes[1], right, "PSPL variants")):
+        psnr_curves(tidy[tidy.arm.isin(group)], column, threshold, ax=ax, note=f"{title} {note}".strip())
+    return fig
+
+
 def training_attention(snap: dict, index: int, gamma: float = 2.0):
     """Notebook 04: HR crop, SR and attention (mean over channels) at recorded age ``index``, with a histogram.
 

@@ -150,14 +150,20 @@ def paired_difference(a, b, n_boot: int = 10000, ci: float = 0.95, seed: int = 0
     return dict(diff=float(d.mean()), lo=lo, hi=hi, n=len(d))
 
 
-def verdict(lo: float, hi: float, kind: str) -> str:
-    """Plain words for an interval [lo, hi].
+MIN_SEEDS = 3
+
+
+def verdict(lo: float, hi: float, kind: str, n: int | None = None) -> str:
+    """Plain words for an interval [lo, hi] over ``n`` seeds.
 
     kind="ratio": epochs ratio, < 1 means faster. kind="difference": metric difference in dB, > 0 is better.
-    An interval that touches the neutral value (1 or 0) is "no detectable difference".
+    An interval that touches the neutral value (1 or 0) is "no detectable difference". With fewer than
+    ``MIN_SEEDS`` seeds a bootstrap has only a handful of distinct resamples, so no verdict is given.
     """
     if kind not in VERDICT_KINDS:
         raise ValueError(f"verdict: kind={kind!r}, expected one of {VERDICT_KINDS}")
+    if n is not None and n < MIN_SEEDS:
+        return f"{n} seed(s): too few for an interval"
     if math.isnan(lo) or math.isnan(hi):
         return "not reached by every seed" if kind == "ratio" else "undefined (missing values)"
     if kind == "ratio":
@@ -208,11 +214,11 @@ def claims_table(tidy: pd.DataFrame, column: str, threshold: float, baseline: st
             epochs_arm=float(mine[:, 0].mean()), epochs_base=float(theirs[:, 0].mean()),
             reached_arm=speed["reached_a"], reached_base=speed["reached_b"],
             ratio=speed["ratio"], ratio_lo=speed["lo"], ratio_hi=speed["hi"],
-            speed=verdict(speed["lo"], speed["hi"], "ratio"),
+            speed=verdict(speed["lo"], speed["hi"], "ratio", len(common)),
             final_diff=final["diff"], final_lo=final["lo"], final_hi=final["hi"],
-            final_verdict=verdict(final["lo"], final["hi"], "difference"),
+            final_verdict=verdict(final["lo"], final["hi"], "difference", len(common)),
             best_diff=best["diff"], best_lo=best["lo"], best_hi=best["hi"],
-            best_verdict=verdict(best["lo"], best["hi"], "difference")))
+            best_verdict=verdict(best["lo"], best["hi"], "difference", len(common))))
     return pd.DataFrame(rows)
 
 
@@ -288,3 +294,13 @@ def matched_threshold(tidy: pd.DataFrame, column: str, baseline: str = "l1", fra
     curve = base.groupby("epoch")[column].mean()
     epoch = max(1.0, fraction * curve.index.max())
     return float(np.interp(epoch, curve.index.to_numpy(dtype=float), curve.to_numpy()))
+
+
+def warmup_matching(history: pd.DataFrame, gamma: float = 2.0, level: float = 0.9) -> float:
+    """Epochs until a PSPL run's mean weight first reaches ``level * gamma``: the length of the ``warmup``
+    control's linear lr ramp, so that plain L1 gets the same slow start without any pixel weighting.
+
+    ``history`` needs columns epoch and att_mean (per-epoch mean weight on training batches).
+    """
+    reached = epochs_to_threshold(history.epoch.to_numpy(float), history.att_mean.to_numpy(float), level * gamma)
+    return float(history.epoch.max()) if math.isnan(reached) else reached

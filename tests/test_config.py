@@ -73,3 +73,12 @@ def test_learning_rate_halves_at_milestones_and_warms_up():
     assert learning_rate(c, 199, 199.999) == 1e-4 and learning_rate(c, 200, 200.001) == 5e-5
     w = c.replace(warmup_epochs=2.0)
     assert learning_rate(w, 0, 0.5) == pytest.approx(2.5e-5) and learning_rate(w, 3, 3.5) == 1e-4
+
+
+def test_arm_labels_name_the_control():
+    c = profile("smoke")
+    labels = {c.replace(weighting="none").arm, c.replace(weighting="none", warmup_epochs=3.0).arm,
+              c.arm, c.replace(weighting="uniform").arm, c.replace(mu=1.0).arm, c.replace(alpha=0.3).arm,
+              c.replace(ssim="paper").arm, c.replace(padding="reflect").arm}
+    assert labels == {"l1", "warmup", "pspl", "uniform", "easy_first", "pspl_alpha0.3", "pspl_paper_ssim",
+                      "pspl_reflect"}

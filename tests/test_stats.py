@@ -243,3 +243,10 @@ def test_nonuniform_fraction_caps():
         nonuniform_fraction(300, tol=0.0)
     with pytest.raises(ValueError, match="total_epochs"):
         nonuniform_fraction(0)
+
+
+def test_too_few_seeds_get_no_verdict():
+    from pspl_nb.stats import verdict
+
+    assert verdict(0.5, 0.8, "ratio", n=2) == "2 seed(s): too few for an interval"
+    assert verdict(0.5, 0.8, "ratio", n=3) == "faster, interval excludes 1"
