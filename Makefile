@@ -10,7 +10,7 @@ PROFILE ?= cpu
 JOBS    ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help env test reproduce lab data bench clean
+.PHONY: help env test reproduce lab data bench gallery clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,13 @@ data: $(STAMP)  ## download DIV2K and the benchmarks (needs a network)
 bench: $(STAMP)  ## run the benchmarks in bench/
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python bench/run_all.py
+
+GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 fig4_ablation attention_stats critical_curves fig5_visual
+
+gallery:  ## copy README's figures from results/$(PROFILE)/figures (after make reproduce) to docs/gallery
+	@mkdir -p docs/gallery
+	@for f in $(GALLERY); do cp results/$(PROFILE)/figures/$$f.png docs/gallery/$$f.png; done
+	@echo "docs/gallery updated from results/$(PROFILE)"
 
 clean:  ## remove the venv and generated results (keeps data/ downloads)
 	rm -rf $(VENV) results/smoke results/cpu results/runs .pytest_cache

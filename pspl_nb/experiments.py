@@ -78,3 +78,36 @@ def run_grid(configs, jobs: int = 1, results=None, data_root=None, progress=None
                     tables.append(table)
                     bar.update(1)
     return pd.concat(tables, ignore_index=True)
+
+
+def critical_grid(profile_name: str, seeds=None, model: str = "edsr_baseline") -> list:
+    """Every run of notebook 07 for a profile: ``control_arms`` x seeds, the warm-up length taken from
+    the profile's seed-0 PSPL run (trained first if needed)."""
+    from pspl_nb.config import SEEDS, profile
+    from pspl_nb.stats import warmup_matching
+
+    base = profile(profile_name, model=model)
+    seeds = SEEDS[profile_name] if seeds is None else seeds
+    first = train(base.replace(weighting="pspl", seed=seeds[0]), progress=False)
+    warmup = warmup_matching(first, base.gamma)
+    return [base.replace(seed=s, **arm) for arm in control_arms(warmup) for s in seeds]
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    from pspl_nb.config import PROFILES
+
+    p = argparse.ArgumentParser(prog="python -m pspl_nb.experiments",
+                                description="Run notebook 07's grid of arms x seeds and write its tidy table.")
+    p.add_argument("--profile", default="cpu", choices=tuple(PROFILES))
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--out", required=True, help="CSV path for the tidy histories")
+    a = p.parse_args(argv)
+    table = run_grid(critical_grid(a.profile), jobs=a.jobs)
+    table.to_csv(a.out, index=False)
+    print(f"{table.run_id.nunique()} runs, {len(table)} rows -> {a.out}")
+
+
+if __name__ == "__main__":
+    main()

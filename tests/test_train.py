@@ -132,3 +132,16 @@ def test_cli_overrides_and_errors(tmp_path, data_root):
     assert "edsr_baseline-tiny-x2-l2-s0-" in done.stdout
     bad = subprocess.run(cli(tmp_path, "--set", "lr=-1"), env=ENV, capture_output=True, text=True)
     assert bad.returncode == 2 and "RunConfig.lr=-1.0" in bad.stderr
+
+
+def test_run_grid_runs_in_parallel_skips_finished_runs_and_returns_a_tidy_table(tmp_path, data_root):
+    from pspl_nb.experiments import run_grid
+
+    configs = [smoke(weighting=w, seed=1, epochs=2) for w in ("none", "pspl")]
+    T.train(configs[0], results=tmp_path, data_root=data_root, progress=False)
+    stamp = (tmp_path / "runs" / configs[0].run_id() / "last.pt").stat().st_mtime_ns
+    table = run_grid(configs + configs[:1], jobs=2, results=tmp_path, data_root=data_root, progress=False)
+    assert (tmp_path / "runs" / configs[0].run_id() / "last.pt").stat().st_mtime_ns == stamp
+    assert sorted(table.arm.unique()) == ["l1", "pspl"] and len(table) == 4
+    assert {"run_id", "seed", "model", "alpha", "epoch", "psnr_embedded_valid"} <= set(table.columns)
+    assert table.groupby("run_id").epoch.apply(list).tolist() == [[1, 2], [1, 2]]
