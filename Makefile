@@ -10,7 +10,7 @@ PROFILE ?= cpu
 JOBS    ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help env test reproduce lab data bench gallery clean
+.PHONY: help env test test-browser reproduce lab data bench gallery clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ env: $(STAMP)  ## create .venv with the pinned packages
 
 test: $(STAMP)  ## run the whole test suite (notebooks in the smoke profile included)
 	$(BIN)/python -m pytest -n $(JOBS)
+
+test-browser: $(STAMP)  ## notebook 02's sliders in JupyterLab and headless Chromium (needs /usr/bin/chromium)
+	$(BIN)/python -m pytest tests/test_browser.py -p no:xdist -v
 
 reproduce: $(STAMP)  ## execute every notebook in order; PROFILE=cpu by default
 	$(BIN)/python -m pspl_nb.reproduce --profile $(PROFILE)

@@ -42,13 +42,16 @@ def attention(ms, step: float, gamma: float = 2.0, mu: float = -1.0, alpha: floa
 
     Returns:
         Tensor shaped like ``ms`` with values on [0, gamma]. At delta = 0 (step = 0 with beta = 0)
-        it is the limit: gamma where ms == mu, 0 elsewhere.
+        it is the limit: gamma where ms == mu, 0 elsewhere; so is a delta below the smallest normal
+        number of ms's dtype (~1e-38 in float32), where (ms - mu) / delta would give 0 / 0.
     """
     check_schedule(gamma, alpha, beta, step)
     ms = torch.as_tensor(ms)
+    dtype = ms.dtype if ms.is_floating_point() else torch.float32
     delta = alpha * step + beta
-    if delta == 0:
-        return torch.where(ms == mu, gamma, 0.0).to(ms.dtype if ms.is_floating_point() else torch.float32)
+    if delta < torch.finfo(dtype).tiny:
+        # Multiplied in ms's dtype: torch.where with a Python gamma would round it to float32.
+        return (ms == mu).to(dtype) * gamma
     return gamma * torch.exp(-(((ms - mu) / delta) ** 2))
 
 
@@ -78,13 +81,16 @@ class PSPLLoss(nn.Module):
         data_range: L, the range of sr and hr (1.0 or 255.0).
         pixelwise: False replaces Ma by its batch mean: the ``uniform`` control, with PSPL's global scale
             and warm-up-like start but no contrast between pixels.
+        check_finite: raise ValueError on a non-finite loss. It reads the loss on the host, a GPU
+            synchronisation that stalls the launch of the backward pass; the trainer turns it off and
+            checks the loss after the optimiser step instead.
 
     ``forward(sr, hr, step)`` takes (N, C, H, W) tensors on [0, data_range] and the age in epochs;
     it returns a scalar. ``last_attention`` holds the detached (N, C, H, W) map of the latest call.
     """
 
     def __init__(self, base="l1", gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, ssim="paper", padding="zeros",
-                 data_range=1.0, pixelwise=True):
+                 data_range=1.0, pixelwise=True, check_finite=True):
         super().__init__()
         check_schedule(gamma, alpha, beta)
         if base not in BASES:
@@ -95,6 +101,7 @@ class PSPLLoss(nn.Module):
             raise ValueError(f"PSPLLoss: padding={padding!r}, expected 'zeros' or 'reflect'")
         self.base, self.gamma, self.mu, self.alpha, self.beta = base, gamma, mu, alpha, beta
         self.ssim, self.padding, self.data_range, self.pixelwise = ssim, padding, data_range, pixelwise
+        self.check_finite = check_finite
         self.c = (1e-4, 9e-4) if ssim == "official" else ((0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
         self.last_attention = None
 
@@ -111,7 +118,7 @@ class PSPLLoss(nn.Module):
         if not self.pixelwise:
             ma = ma.mean()
         loss = pixel_loss(ma * sr, ma * hr, self.base, 1e-3 * self.data_range)
-        if not torch.isfinite(loss):
+        if self.check_finite and not torch.isfinite(loss):
             bad = "sr" if not torch.isfinite(sr).all() else "hr" if not torch.isfinite(hr).all() else "loss"
             raise ValueError(f"PSPLLoss: non-finite values in {bad} (step={step})")
         return loss

@@ -1,14 +1,28 @@
 """Per-pixel SSIM map (Wang et al. 2004, Eq. 5 of the PSPL paper) for (N, C, H, W) tensors.
 
-The Gaussian window is separable, so the five local moments (mean of x, y, x^2, y^2, xy) are one
-grouped 11-tap convolution along H and one along W: ~22 multiply-adds per pixel and moment instead of
-the 121 of the dense 11x11 window the official PSPL code uses. Zero padding gives the same numbers as
-the dense window (a zero-padded outer product is still separable).
+The Gaussian window is separable, so every local moment is a 1-D filtering along W followed by one along H.
+Each 1-D filtering is written as a product with a small banded matrix ``A`` (``A @ v`` filters the vector
+``v``) whose rows already hold the border rule: zero padding drops the taps that fall outside, reflect
+padding folds them back in, "valid" keeps only the rows whose window lies inside. One matrix product per
+axis then replaces padding plus a depthwise convolution: in float64 on a CPU, depthwise convolutions run
+~10x slower than BLAS matrix products, and float64 is what the accuracy needs (see ``ssim_map``).
+
+Sides longer than ``DENSE_MAX`` are cut into chunks of ``CHUNK`` outputs, each multiplied by the matching
+~``CHUNK + win_size`` columns of ``A`` only, so large images do not pay for the zeros of the band.
+On CPU the work buffers are kept between calls (see ``_scratch_buffers``); the map carries no gradient.
+Timings against the previous depthwise-convolution version and peer libraries: bench/REPORT.md.
 """
+import functools
+import threading
+
 import torch
 import torch.nn.functional as F
 
 PADDINGS = ("zeros", "reflect", "valid")
+DENSE_MAX = 128  # pixels: up to this side one dense product per axis is fastest (2-core CPU: chunks win from ~192)
+CHUNK = 32       # outputs per chunk beyond it: the band's ~CHUNK + 11 columns instead of the whole side
+SCRATCH_MAX = 2**22  # elements (32 MB in float64) of each reusable CPU scratch buffer; larger calls allocate
+_scratch = threading.local()
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -18,6 +32,83 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, dev
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
+@functools.lru_cache(maxsize=64)
+def filter_matrix(n: int, padding: str = "zeros", win_size: int = 11, sigma: float = 1.5,
+                  dtype=torch.float64, device=None) -> torch.Tensor:
+    """The 1-D Gaussian filtering of a length-``n`` signal as a matrix ``A``: ``A @ v`` is the filtered ``v``.
+
+    Shape (n, n) for "zeros" and "reflect" (torch's reflect: index -1 reads 1), (n - win_size + 1, n) for
+    "valid". Built in float64 and cast, cached per arguments (a 96 x 96 matrix is 74 kB): shared, so
+    never modify it in place.
+    """
+    g = gaussian_window(win_size, sigma, torch.float64)
+    pad = win_size // 2
+    rows = n - 2 * pad if padding == "valid" else n
+    out = torch.arange(rows).repeat_interleave(win_size)  # output index of every (output, tap) pair
+    src = out + torch.arange(win_size).repeat(rows)       # the input index it reads, before the border rule
+    if padding != "valid":
+        src = src - pad
+    if padding == "reflect":
+        src = src.abs()
+        src = torch.where(src > n - 1, 2 * (n - 1) - src, src)
+    taps = g.repeat(rows)
+    inside = (src >= 0) & (src < n)  # zero padding: taps outside the signal contribute nothing
+    a = torch.zeros(rows, n, dtype=torch.float64)
+    a.index_put_((out[inside], src[inside]), taps[inside], accumulate=True)  # reflect can hit one input twice
+    return a.to(dtype=dtype, device=device)
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_plan(n: int, padding: str, win_size: int, sigma: float, dtype, device):
+    """``(A, pieces)`` for one axis: ``pieces`` is None (one dense product) or, for sides over ``DENSE_MAX``,
+    a list of ``(o0, o1, i0, i1, block)``: output rows o0:o1 need only input columns i0:i1, ``block = A[o0:o1, i0:i1]``."""
+    a = filter_matrix(n, padding, win_size, sigma, dtype, device)
+    if n <= DENSE_MAX:
+        return a, None
+    k = max(1, round(a.shape[0] / CHUNK))
+    edges = [round(i * a.shape[0] / k) for i in range(k + 1)]
+    pieces = []
+    for o0, o1 in zip(edges[:-1], edges[1:]):
+        used = a[o0:o1].ne(0).any(dim=0).nonzero().flatten()  # the band's columns for these rows
+        i0, i1 = int(used.min()), int(used.max()) + 1
+        pieces.append((o0, o1, i0, i1, a[o0:o1, i0:i1].contiguous()))
+    return a, pieces
+
+
+def _filter_w(m: torch.Tensor, plan, out: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) -> (B, H, W'): every row of length W filtered (times ``A.T``), into ``out``'s storage if dense."""
+    a, pieces = plan
+    b, h, w = m.shape
+    if pieces is None:
+        return torch.mm(m.view(-1, w), a.T, out=out[: b * h * a.shape[0]].view(-1, a.shape[0])).view(b, h, -1)
+    return torch.cat([m[..., i0:i1] @ block.T for _, _, i0, i1, block in pieces], dim=-1)
+
+
+def _filter_h(m: torch.Tensor, plan, out: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) -> (B, H', W): every column of length H filtered (``A`` times each (H, W) slice), into ``out`` if dense."""
+    a, pieces = plan
+    b, _, w = m.shape
+    if pieces is None:
+        return torch.matmul(a, m, out=out[: b * a.shape[0] * w].view(b, a.shape[0], w))
+    return torch.cat([torch.matmul(block, m[:, i0:i1]) for _, _, i0, i1, block in pieces], dim=1)
+
+
+def _scratch_buffers(numel: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two 1-D work tensors of ``numel`` elements, reused from call to call on this thread (CPU only).
+
+    On CPU a fresh multi-megabyte tensor comes back from the OS as new pages at every call: ~1700 page
+    faults and ~20% of the map's time at the tiny model's 16 x 3 x 48 x 48. CUDA's caching allocator
+    already reuses its memory. The buffers never leave ``ssim_map``: it returns a fresh tensor.
+    """
+    if device.type != "cpu" or numel > SCRATCH_MAX:
+        return torch.empty(numel, dtype=dtype, device=device), torch.empty(numel, dtype=dtype, device=device)
+    kept = getattr(_scratch, "buffers", None)
+    if kept is None or kept[0].dtype != dtype or kept[0].numel() < numel:
+        kept = _scratch.buffers = (torch.empty(numel, dtype=dtype), torch.empty(numel, dtype=dtype))
+    return kept[0][:numel], kept[1][:numel]
+
+
+@torch.no_grad()
 def ssim_map(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -40,7 +131,8 @@ def ssim_map(
         win_size, sigma: Gaussian window, 11 taps and sigma 1.5 as in the paper.
 
     Returns:
-        SSIM values on [-1, 1], same dtype as ``x`` (computed in float64). Matches
+        SSIM values on [-1, 1], same dtype as ``x`` (computed in float64), a new tensor without gradient:
+        the map is a constant for PSPL (Eq. 7 takes no gradient through it). Matches
         ``skimage.metrics.structural_similarity(full=True, gaussian_weights=True, sigma=1.5,
         use_sample_covariance=False, data_range=L)`` wherever the window lies inside the image.
     """
@@ -55,28 +147,41 @@ def ssim_map(
     n, c, h, w = x.shape
     if padding == "valid" and min(h, w) < win_size:
         raise ValueError(f"ssim_map: valid padding needs H, W >= {win_size}, got {(h, w)}")
+    if padding == "reflect" and min(h, w) <= win_size // 2:
+        raise ValueError(f"ssim_map: reflect padding needs H, W > {win_size // 2}, got {(h, w)}")
     c1 = (0.01 * data_range) ** 2 if c1 is None else c1
     c2 = (0.03 * data_range) ** 2 if c2 is None else c2
 
-    # Variances are small differences of large moments: accumulated in float32 they are off by ~1e-4
-    # in SSIM on flat regions, so the moments are always float64 (MPS has none: float32 there).
-    out_dtype = x.dtype
+    # Variances are small differences of large moments: accumulated in float32 they are off by up to ~1e-3
+    # in SSIM on real images (bench/REPORT.md), so the moments are always float64 (MPS has none: float32).
     work = torch.float32 if x.device.type == "mps" else torch.float64
-    x, y = x.to(work), y.to(work)
-    pad = win_size // 2
-    if padding != "valid":
-        mode = "constant" if padding == "zeros" else "reflect"
-        x, y = (F.pad(t, (pad, pad, pad, pad), mode=mode) for t in (x, y))
-    moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (N, 5C, H + 2 pad, W + 2 pad)
-    g = gaussian_window(win_size, sigma, work, x.device)
-    k = 5 * c
-    moments = F.conv2d(moments, g.view(1, 1, -1, 1).expand(k, 1, -1, 1), groups=k)
-    moments = F.conv2d(moments, g.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k)
-    mx, my, mxx, myy, mxy = moments.split(c, dim=1)
+    # Only var_x + var_y enters the formula, so four moments suffice: E[x], E[y], E[x^2 + y^2], E[2xy].
+    # When x == y the last two rows are bitwise equal and the map is exactly 1 (tests/test_properties.py).
+    buf, spare = _scratch_buffers(4 * n * c * h * w, work, x.device)
+    mx, my, sq, xy2 = buf.view(4, n, c, h, w).unbind(0)
+    mx.copy_(x)
+    my.copy_(y)
+    torch.mul(mx, mx, out=sq)
+    torch.mul(my, my, out=xy2)
+    sq += xy2                                   # x^2 + y^2
+    torch.mul(mx, my, out=xy2)
+    xy2 += xy2                                  # 2xy
+    # The two buffers in turn: moments -> W-filtered (spare) -> H-filtered (back into buf).
+    m = _filter_w(buf.view(4 * n * c, h, w), _axis_plan(w, padding, win_size, sigma, work, x.device), spare)
+    m = _filter_h(m, _axis_plan(h, padding, win_size, sigma, work, x.device), buf)
+    mx, my, e_sq, e_2xy = m.view(4, n, c, m.shape[-2], m.shape[-1]).unbind(0)
 
-    var_x, var_y, cov = mxx - mx * mx, myy - my * my, mxy - mx * my
-    ssim = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (var_x + var_y + c2))
-    return ssim.to(out_dtype)
+    # In place on the filtered moments; no fused multiply-add, so that 2 mx my and mx^2 + my^2 round
+    # the same way when x == y.
+    two_mxy = torch.mul(mx, my, out=spare[: mx.numel()].view(mx.shape))  # spare is free again
+    two_mxy += two_mxy
+    sq = mx.mul_(mx)
+    sq += my.mul_(my)                       # mx^2 + my^2
+    cs_num = e_2xy.sub_(two_mxy).add_(c2)   # 2 cov + C2
+    cs_den = e_sq.sub_(sq).add_(c2)         # var_x + var_y + C2
+    num = two_mxy.add_(c1).mul_(cs_num)     # (2 mx my + C1)(2 cov + C2)
+    den = sq.add_(c1).mul_(cs_den)          # (mx^2 + my^2 + C1)(var_x + var_y + C2)
+    return torch.div(num, den, out=torch.empty(num.shape, dtype=x.dtype, device=x.device))
 
 
 def ssim_map_dense(x: torch.Tensor, y: torch.Tensor, c1: float = 1e-4, c2: float = 9e-4) -> torch.Tensor:
@@ -91,4 +196,3 @@ def ssim_map_dense(x: torch.Tensor, y: torch.Tensor, c1: float = 1e-4, c2: float
     mx, my = conv(x), conv(y)
     var_x, var_y, cov = conv(x * x) - mx * mx, conv(y * y) - my * my, conv(x * y) - mx * my
     return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (var_x + var_y + c2))
-

@@ -79,7 +79,7 @@ def make_criterion(c: RunConfig):
     if c.weighting == "none":
         return lambda sr, hr, age: pixel_loss(sr, hr, c.base, 1e-3 * c.rgb_range)
     return PSPLLoss(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range,
-                    pixelwise=c.weighting == "pspl")
+                    pixelwise=c.weighting == "pspl", check_finite=False)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -249,18 +249,15 @@ def train(c: RunConfig, force: bool = False, results=None, data_root=None, progr
                 lr_img = lr_img.contiguous(memory_format=torch.channels_last)
             with amp:
                 sr = net(lr_img)
-            try:
-                loss = criterion(sr.float(), hr_img, age)
-            except ValueError as e:
-                raise NonFiniteLoss(f"{c.run_id()}: {e} at epoch {epoch + 1}, iteration {i + 1}; "
-                                    f"last good checkpoint: {last}") from None
+            loss = criterion(sr.float(), hr_img, age)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            # read after the step is queued: one synchronisation per step, none between forward and backward
             value = loss.item()
             if not math.isfinite(value):
                 raise NonFiniteLoss(f"{c.run_id()}: loss={value} at epoch {epoch + 1}, iteration {i + 1}; "
                                     f"last good checkpoint: {last}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
             loss_sum += value
             if c.pspl:  # kept on the device: no extra synchronisation per step
                 a = criterion.last_attention

@@ -48,6 +48,9 @@ def explorer(sr: np.ndarray, hr: np.ndarray):
         ssim=W.ToggleButtons(options=["official", "paper"], value="official", description="SSIM"),
     )
     out = W.Output()
+    # CSS classes pspl-gamma, ..., pspl-figure: stable handles for the browser test (tests/test_browser.py).
+    for name, widget in (*controls.items(), ("figure", out)):
+        widget.add_class(f"pspl-{name}")
     fig = plt.figure(figsize=(12, 3.4), constrained_layout=True)
     plt.close(fig)  # drawn only inside the Output widget, never as a stray inline figure
 
