@@ -10,7 +10,7 @@ PROFILE ?= cpu
 JOBS    ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help env test test-browser reproduce lab data bench gallery clean
+.PHONY: help env test test-browser reproduce lab data bench reference gallery clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ data: $(STAMP)  ## download DIV2K and the benchmarks (needs a network)
 bench: $(STAMP)  ## run the benchmarks in bench/
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python bench/run_all.py
+
+reference: $(STAMP)  ## after make reproduce: commit-ready copy of its tables in results/reference/$(PROFILE)
+	$(BIN)/python -m pspl_nb.reproduce --profile $(PROFILE) --snapshot-reference
 
 GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 fig4_ablation attention_stats critical_curves fig5_visual
 

@@ -6,8 +6,13 @@ excluded). Model: EDSR-baseline x2 at full size, batch 16 of 48 x 48 LR patches,
 Adam step, fp32, on ``--device``. The loader should deliver at least 3x the patches/s the model consumes,
 else training waits on data. Not a test: numbers depend on the machine and its load.
 
+``side_by_side`` (what ``main`` and ``run_all.py`` report) alternates the two in one process instead:
+each round times a few loader batches and one PSPL training step (``train_step.make_step``, the engine's
+inner loop), for the paper's case and the cpu profile's tiny EDSR (LR 24). With worker processes the
+loader prefetches while the model computes, so there the loader is timed alone (``loader_rate``).
+
     python bench/loader.py --threads 2
-    python bench/loader.py --device cuda --workers 4
+    python bench/loader.py --device cuda --workers 4 --json bench/out/gpu/loader.json
 """
 import argparse
 import os
@@ -17,16 +22,18 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from pspl_nb.data import TrainPatches, default_root
+import timing
+from pspl_nb.data import TrainPatches, default_root, ensure_embedded
 from pspl_nb.models import build_model
+from train_step import CASES, case_config, make_step
 
 BATCH, PATCH, SCALE = 16, 48, 2
 
 
-def loader_rate(workers: int, batches: int, root) -> float:
+def loader_rate(workers: int, batches: int, root, patch: int = PATCH, batch: int = BATCH) -> float:
     """Patches per second delivered by the DataLoader (uint8 pairs, default collate)."""
-    data = TrainPatches("embedded", SCALE, PATCH, BATCH, iters_per_epoch=batches + 1, root=root)
-    it = iter(DataLoader(data, batch_size=BATCH, shuffle=False, num_workers=workers))
+    data = TrainPatches("embedded", SCALE, patch, batch, iters_per_epoch=batches + 1, root=root)
+    it = iter(DataLoader(data, batch_size=batch, shuffle=False, num_workers=workers))
     next(it)  # warm-up: workers started, memmaps opened
     start = time.perf_counter()
     n = sum(lr.shape[0] for lr, _hr in it)
@@ -53,6 +60,50 @@ def model_rate(steps: int, device: str = "cpu", warmup: int = 2) -> float:
     return BATCH / statistics.median(times)
 
 
+def side_by_side(case: str, rounds: int, root, workers: int = 0, device: str = "cpu", per_round: int = 4) -> dict:
+    """Loader and model patches/s for one ``train_step`` case, measured in alternation.
+
+    Each round: ``per_round`` loader batches (uint8 (LR, HR) pairs of the case's patch and batch from the
+    embedded set), then one PSPL training step; medians over ``rounds``. With ``workers`` > 0 the loader
+    is timed alone first (its workers would prefetch during the model's steps).
+
+    Returns:
+        dict: ``case``, ``label``, ``workers``, ``loader`` and ``model`` (patches/s), ``ratio`` = loader / model.
+    """
+    c = case_config(case)
+    step = make_step(c, "pspl", device, amp=False)
+    if workers:
+        loader = loader_rate(workers, rounds * per_round, root, patch=c.patch, batch=c.batch)
+        model = c.batch / statistics.median(timing.interleave({"model": step}, rounds, 1, device)["model"])
+    else:
+        data = TrainPatches("embedded", c.scale, c.patch, c.batch, (rounds + 2) * per_round + 2, root=root)
+        it = iter(DataLoader(data, batch_size=c.batch, shuffle=False, num_workers=0))
+
+        def load():
+            for _ in range(per_round):
+                next(it)
+
+        times = timing.interleave({"loader": load, "model": step}, rounds, warmup=1, device=device)
+        loader = per_round * c.batch / statistics.median(times["loader"])
+        model = c.batch / statistics.median(times["model"])
+    return dict(case=case, label=CASES[case]["label"], workers=workers, loader=loader, model=model,
+                ratio=loader / model, rounds=rounds)
+
+
+def run(device="cpu", workers=0, rounds=None, root=None, cases=("full", "cpu")) -> dict:
+    """``side_by_side`` for each case (the embedded set is built first if missing)."""
+    root = ensure_embedded(root)  # idempotent; returns the data root
+    return dict(cases=[side_by_side(c, rounds or (8 if c == "full" else 40), root, workers, device) for c in cases])
+
+
+def render(result: dict) -> str:
+    """Markdown table: loader and model patches/s per case, with the >= 3x verdict."""
+    rows = [[r["label"], r["workers"], f"{r['loader']:.0f}", f"{r['model']:.0f}", f"**{r['ratio']:.1f}x**",
+             "OK" if r["ratio"] >= 3 else "TOO SLOW"] for r in result["cases"]]
+    return timing.table(["case", "loader workers", "loader patches/s", "model patches/s (PSPL step)",
+                         "loader / model", ">= 3x"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for the model")
@@ -61,10 +112,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed model steps (median)")
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu or cuda")
     parser.add_argument("--root", default=None, help="data root (default: $PSPL_DATA or <repo>/data)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case (side by side)")
+    parser.add_argument("--json", default=None, metavar="OUT", help="write the side-by-side result as JSON to OUT")
+    parser.add_argument("--blocks", action="store_true", help="the original block-by-block measurement instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     root = args.root or default_root()
+    ensure_embedded(root)
+    if not args.blocks:
+        result = run(args.device, args.workers, args.rounds, root)
+        print(render(result))
+        if args.json:
+            timing.write_json(args.json, "loader", result, args.device)
+        return
 
     loader = loader_rate(args.workers, args.batches, root)
     model = model_rate(args.steps, args.device)

@@ -215,9 +215,11 @@ def profile(name: str, **overrides) -> RunConfig:
     return RunConfig(**{**PROFILES[name], **overrides})
 
 
-# Measured wall time of `make reproduce PROFILE=<name>` (all notebooks) on the 2-core development CPU.
-EXPECTED_TIME = {"smoke": "~4 min (2-core CPU)", "cpu": "~25 min (2-core CPU)",
-                 "gpu": "days on one GPU (150 epochs x runs)", "paper": "weeks on one GPU (300 epochs x runs)"}
+# Wall time of `make reproduce PROFILE=<name>` (all notebooks). smoke/cpu: measured on the 2-core development
+# CPU; gpu/paper: estimated from a measured 1000-iteration EDSR-baseline x2 epoch on one H100 (12-20 s with
+# evaluation, bench/gpu_results) times the notebooks' ~40 runs, before the larger x4 models.
+EXPECTED_TIME = {"smoke": "~2 min (2-core CPU)", "cpu": "~29 min (2-core CPU)",
+                 "gpu": "~1-2 days (one H100)", "paper": "~1 week (one H100)"}
 
 
 def profiles_table():

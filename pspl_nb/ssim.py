@@ -61,7 +61,8 @@ def filter_matrix(n: int, padding: str = "zeros", win_size: int = 11, sigma: flo
 @functools.lru_cache(maxsize=64)
 def _axis_plan(n: int, padding: str, win_size: int, sigma: float, dtype, device):
     """``(A, pieces)`` for one axis: ``pieces`` is None (one dense product) or, for sides over ``DENSE_MAX``,
-    a list of ``(o0, o1, i0, i1, block)``: output rows o0:o1 need only input columns i0:i1, ``block = A[o0:o1, i0:i1]``."""
+    a list of ``(o0, o1, i0, i1, block)``: output rows o0:o1 need only input columns i0:i1,
+    ``block = A[o0:o1, i0:i1]``."""
     a = filter_matrix(n, padding, win_size, sigma, dtype, device)
     if n <= DENSE_MAX:
         return a, None
@@ -85,7 +86,7 @@ def _filter_w(m: torch.Tensor, plan, out: torch.Tensor) -> torch.Tensor:
 
 
 def _filter_h(m: torch.Tensor, plan, out: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) -> (B, H', W): every column of length H filtered (``A`` times each (H, W) slice), into ``out`` if dense."""
+    """(B, H, W) -> (B, H', W): every column of length H filtered (``A`` times each slice), into ``out`` if dense."""
     a, pieces = plan
     b, _, w = m.shape
     if pieces is None:

@@ -40,3 +40,18 @@ def test_notebook_executes_in_the_smoke_profile(path, results, data_root, monkey
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert to_html(out).stat().st_size > 10_000
+
+
+def test_snapshot_reference_copies_tables_with_provenance(tmp_path, monkeypatch):
+    from pspl_nb.config import RunConfig, profile
+    from pspl_nb.reproduce import snapshot_reference
+
+    monkeypatch.setenv("PSPL_RESULTS", str(tmp_path))
+    (tmp_path / "smoke" / "tables").mkdir(parents=True)
+    (tmp_path / "smoke" / "tables" / "ablation_histories.csv").write_text("arm,seed\nl1,0\n")
+    (tmp_path / "smoke" / "timings.csv").write_text("notebook,seconds\n00_overview.ipynb,1.0\n")
+    dst = snapshot_reference("smoke")
+    assert dst == tmp_path / "reference" / "smoke"
+    assert (dst / "ablation_histories.csv").read_text() == "arm,seed\nl1,0\n"
+    meta = json.loads((dst / "provenance.json").read_text())
+    assert RunConfig.from_dict(meta["config"]) == profile("smoke") and meta["seeds"] == [0, 1] and meta["code_version"]

@@ -1,0 +1,165 @@
+"""`make bench`: run every benchmark on this machine's CPU and write bench/REPORT.md.
+
+Sections: SSIM against peer libraries (``ssim_peers.py``), PSPL's overhead per training step
+(``train_step.py``), data loader against model (``loader.py``), cost growth with patch and batch
+(``cost_growth.py``), whole-process cost of ``make reproduce PROFILE=smoke`` and ``make test``
+(``whole_process.py``, stored: it takes minutes), and a GPU section rendered from the JSON files that
+``bench/gpu.sh`` writes on a CUDA machine (``bench/gpu_results/`` by default).
+
+    python bench/run_all.py                    # ~6 minutes on the 2-core development machine
+    python bench/run_all.py --whole-process    # also re-measure make reproduce / make test (~10+ minutes)
+    python bench/run_all.py --gpu-json DIR     # render GPU JSON from DIR into the report
+"""
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+import cost_growth
+import loader
+import ssim_peers
+import timing
+import train_step
+import whole_process
+
+HERE = Path(__file__).resolve().parent
+GPU_SCRIPTS = {"ssim_peers": ssim_peers.render, "train_step": train_step.render, "loader": loader.render,
+               "cost_growth": cost_growth.render}
+GPU_TITLES = {"ssim_peers": "SSIM map vs peers", "train_step": "PSPL / L1 step ratio, fp32 vs bf16 + channels_last",
+              "loader": "Loader vs model", "cost_growth": "Cost growth"}
+
+
+def measure(quick: bool = False, root=None) -> dict:
+    """Every CPU measurement; ``quick`` = tiny repeats (checks the pipeline, numbers meaningless)."""
+    results = {}
+    results["ssim_peers"] = ssim_peers.run("cpu", 2 if quick else None)
+    results["train_step"] = train_step.run("cpu", 3 if quick else None)
+    results["loader"] = loader.run("cpu", 0, 2 if quick else None, root)
+    results["cost_growth"] = cost_growth.run("cpu", 1 if quick else 3)
+    return results
+
+
+def gpu_section(folder) -> str:
+    """The GPU section from ``<folder>/<script>.json`` files (``timing.write_json`` payloads), or a note."""
+    folder = Path(folder)
+    payloads = {name: json.loads((folder / f"{name}.json").read_text())
+                for name in GPU_SCRIPTS if (folder / f"{name}.json").exists()}
+    if not payloads:
+        return ("Not measured in this session. On a CUDA machine run `bash bench/gpu.sh bench/gpu_results`, "
+                "then `python bench/run_all.py` renders those JSON files here.")
+    m = next(iter(payloads.values()))["machine"]
+    parts = [f"{m.get('gpu', 'GPU')} (CUDA {m.get('cuda')}), torch {m['torch']}, host CPU {m['cpu']} "
+             f"({m['cores']} cores); measured {m['date']} at commit {m['commit']} from `{folder}`."]
+    for name, render in GPU_SCRIPTS.items():
+        if name in payloads:
+            parts.append(f"### GPU: {GPU_TITLES[name]}\n\n{render(payloads[name]['result'])}")
+        else:
+            parts.append(f"### GPU: {GPU_TITLES[name]}\n\nNo `{name}.json` in `{folder}`.")
+    return "\n\n".join(parts)
+
+
+def overhead_summary(result: dict) -> str:
+    """One sentence per case: what PSPL adds in milliseconds and per cent of the L1 step."""
+    lines = []
+    for r in result["cases"]:
+        if "pspl/l1" not in r["ratio"]:
+            continue
+        extra = r["ms"]["pspl"][1] - r["ms"]["l1"][1]
+        lines.append(f"- {r['label']}, {r['precision']}: PSPL / L1 = {r['ratio']['pspl/l1'][1]:.3f} "
+                     f"(PSPL step {extra:+.1f} ms against {r['ms']['l1'][1]:.1f} ms)"
+                     + (f"; the official dense 11x11 SSIM gives {r['ratio']['dense/l1'][1]:.3f}."
+                        if "dense/l1" in r["ratio"] else "."))
+    return "\n".join(lines)
+
+
+def report(results: dict, machine: dict, whole, gpu_dir, seconds: float, load: tuple) -> str:
+    """The whole bench/REPORT.md text."""
+    whole_text = (whole_process.render(whole) if whole else
+                  "Not measured yet: run `python bench/whole_process.py --json bench/whole_process.json`.")
+    return f"""# Benchmarks
+
+Written by `make bench` (`bench/run_all.py`) on {machine['date']}, in {seconds / 60:.1f} minutes.
+
+- Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}, torch {machine['torch']},
+  {machine['threads']} torch threads. Load average {load[0]:.2f} at the start, {load[1]:.2f} at the end (other
+  users share this machine: absolute times move with it, interleaved ratios much less).
+- Commit: `{machine['commit']}`.
+- Method: every time is a median over the stated number of rounds; in a round each compared case runs once,
+  in a freshly shuffled order (`bench/timing.py`). Ratios are medians of the round-by-round ratios, with the
+  first and third quartiles in brackets. Re-run one section with the script named in its title.
+
+## 1. SSIM map: the kit against peer libraries (`bench/ssim_peers.py`)
+
+Real photographs (crops of scikit-image's bundled images) against a blurred, noisy copy, float32 on [0, 1],
+window 11 / sigma 1.5, C1 = 0.01^2, C2 = 0.03^2. "max abs diff" is against a float64 scipy reference on the
+same inputs, in the output each implementation gives (a map with its padding, or the mean of the valid
+map per image). The kit accumulates its moments in float64 whatever the input dtype, as one banded
+matrix product per axis.
+
+{ssim_peers.render(results['ssim_peers'])}
+
+## 2. PSPL's overhead in a training step (`bench/train_step.py`)
+
+L1, PSPL (the kit's SSIM, official constants, zero padding) and PSPL with the official code's dense 11x11
+float32 SSIM, one step each per round, each arm its own copy of the same model and Adam; a step is the
+engine's inner loop (`pspl_nb.train`).
+
+{train_step.render(results['train_step'])}
+
+{overhead_summary(results['train_step'])}
+
+## 3. Data loader against the model (`bench/loader.py`)
+
+`TrainPatches` on the embedded set in the main process (the cpu profile's `workers=0`), a few batches per
+round, alternating with one PSPL training step. The loader must deliver at least 3x what the model uses.
+
+{loader.render(results['loader'])}
+
+## 4. Cost growth with patch and batch (`bench/cost_growth.py`)
+
+EDSR-baseline x2, PSPL training step, fp32 on this CPU. For planning a GPU run see the GPU section.
+
+{cost_growth.render(results['cost_growth'])}
+
+## 5. Whole-process cost (`bench/whole_process.py`)
+
+{whole_text}
+
+## 6. GPU
+
+{gpu_section(gpu_dir)}
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
+    parser.add_argument("--out", default=str(HERE / "REPORT.md"), help="report path (default bench/REPORT.md)")
+    parser.add_argument("--gpu-json", default=str(HERE / "gpu_results"), metavar="DIR",
+                        help="folder of GPU JSON files from bench/gpu.sh (default bench/gpu_results)")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="re-measure make reproduce PROFILE=smoke and make test into bench/whole_process.json")
+    parser.add_argument("--quick", action="store_true", help="tiny repeats: checks the pipeline only")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    start, load_start = time.perf_counter(), os.getloadavg()[0]
+    machine = timing.machine()
+    results = measure(args.quick)
+    out_dir = HERE / "out" / "cpu"  # raw results beside the report, ignored by git
+    for name, result in results.items():
+        timing.write_json(out_dir / f"{name}.json", name, result)
+    whole_json = HERE / "whole_process.json"
+    if args.whole_process:
+        timing.write_json(whole_json, "whole_process", whole_process.run())
+    whole = json.loads(whole_json.read_text())["result"] if whole_json.exists() else None
+    text = report(results, machine, whole, args.gpu_json, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
+    Path(args.out).write_text(text)
+    print(f"wrote {args.out} in {(time.perf_counter() - start) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""What PSPL costs per training step: step time with PSPL divided by step time with plain L1, interleaved.
+
+Three arms train side by side in one process, one step each per round (``timing.interleave``), each with
+its own copy of the same initial model, its own Adam and the same fixed batch of random uint8 patches:
+
+    l1     weighting "none": plain L1, the baseline
+    pspl   weighting "pspl" as the run's config builds it (``pspl_nb.train.make_criterion``): the kit's
+           separable float64 SSIM map, official constants and zero padding (the profiles' default)
+    dense  the same loss with the official code's SSIM: dense 11x11 window, float32 (``ssim_map_dense``)
+
+A step is ``pspl_nb.train``'s inner loop: set lr, uint8 -> float, forward (bf16 autocast with --amp),
+``criterion(sr.float(), hr, age)``, zero_grad, backward, Adam step, ``loss.item()``, and for PSPL the
+attention statistics the engine records. The age is held at 1 epoch (delta = 1), where no weight underflows.
+
+Cases (x2, EDSR-baseline): ``full`` = the paper's (batch 16, LR 48), target PSPL / L1 <= 1.03;
+``cpu`` = the cpu profile's tiny EDSR (batch 16, LR 24), target <= 1.05; ``smoke`` = the smoke profile's
+(batch 4, LR 16), for information. On CUDA, ``full`` runs in fp32 and in bf16 autocast + channels_last
+(the gpu profile's setting), and ``--throughput N`` times N consecutive PSPL steps of each for iterations/s.
+
+    python bench/train_step.py                       # cpu, all cases
+    python bench/train_step.py --device cuda --json bench/out/gpu/train_step.json
+"""
+import argparse
+import copy
+import time
+
+import torch
+
+import timing
+from pspl_nb.config import RunConfig, profile
+from pspl_nb.models import build_model
+from pspl_nb.pspl import PSPLLoss, attention, pixel_loss
+from pspl_nb.ssim import ssim_map_dense
+from pspl_nb.train import learning_rate, make_criterion
+
+CASES = {
+    "full": dict(profile="paper", target=1.03, label="EDSR-baseline x2, batch 16, LR 48 (paper)"),
+    "cpu": dict(profile="cpu", target=1.05, label="tiny EDSR x2, batch 16, LR 24 (cpu profile)"),
+    "smoke": dict(profile="smoke", target=None, label="tiny EDSR x2, batch 4, LR 16 (smoke profile)"),
+}
+ARMS = ("l1", "pspl", "dense")
+AGE = 1.0  # epochs; delta = alpha * age = 1: weights on [2 e^-4, 2], none underflows to a subnormal
+
+
+class DensePSPL(PSPLLoss):
+    """``PSPLLoss`` with the official code's SSIM map: dense 11x11 window, computed in the input's dtype."""
+
+    def forward(self, sr, hr, step):
+        with torch.no_grad():
+            ms = ssim_map_dense(sr.detach(), hr, *self.c)
+            self.last_attention = attention(ms, step, self.gamma, self.mu, self.alpha, self.beta)
+        return pixel_loss(self.last_attention * sr, self.last_attention * hr, self.base, 1e-3 * self.data_range)
+
+
+def case_config(name: str) -> RunConfig:
+    """The RunConfig a case trains with (PSPL on; the l1 arm switches weighting off)."""
+    return profile(CASES[name]["profile"], model="edsr_baseline", weighting="pspl")
+
+
+def make_step(c: RunConfig, arm: str, device="cpu", amp=False, channels_last=False, model=None):
+    """One training iteration of ``c`` with loss ``arm`` (l1, pspl, dense) as a no-argument callable.
+
+    ``model`` (optional) is deep-copied, so every arm starts from the same weights. Data: one fixed batch
+    of uint8 patches, (batch, 3, patch, patch) LR and the x scale HR, converted each step as the engine does.
+    """
+    device = torch.device(device)
+    net = copy.deepcopy(model) if model is not None else build_model(c.model, c.scale, c.size, 3, c.rgb_range)
+    net = net.to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=c.lr, betas=(0.9, 0.999), eps=1e-8)
+    if arm == "l1":
+        criterion = make_criterion(c.replace(weighting="none"))
+    elif arm == "pspl":
+        criterion = make_criterion(c)
+    elif arm == "dense":
+        criterion = DensePSPL(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range)
+    else:
+        raise ValueError(f"arm={arm!r}, expected one of {ARMS}")
+    g = torch.Generator().manual_seed(0)
+    p, s = c.patch, c.scale
+    lr_u8 = torch.randint(0, 256, (c.batch, 3, p, p), generator=g, dtype=torch.uint8).to(device)
+    hr_u8 = torch.randint(0, 256, (c.batch, 3, p * s, p * s), generator=g, dtype=torch.uint8).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    stats = []
+
+    def step():
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(c, 0, AGE)
+        lr_img = lr_u8.float().mul_(c.rgb_range / 255.0)
+        hr_img = hr_u8.float().mul_(c.rgb_range / 255.0)
+        if channels_last:
+            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            sr = net(lr_img)
+        loss = criterion(sr.float(), hr_img, AGE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()  # the engine reads the value after every step (a GPU synchronisation)
+        if arm != "l1":  # the engine keeps these per step, on the device
+            a = criterion.last_attention
+            stats.append(torch.stack([a.mean(), a.min(), a.max()]))
+            del stats[:-1]
+
+    return step
+
+
+def measure(case: str, device="cpu", repeats=10, warmup=2, arms=ARMS, amp=False, channels_last=False) -> dict:
+    """Interleaved step times of ``arms`` for one case.
+
+    Returns:
+        dict with ``case``, ``label``, ``target``, ``precision``, ``repeats``, ``ms`` (arm -> [q1, median, q3]
+        step time in milliseconds) and ``ratio`` ("pspl/l1", "dense/l1" -> [q1, median, q3] of the
+        round-by-round ratios).
+    """
+    c = case_config(case)
+    torch.manual_seed(0)
+    model = build_model(c.model, c.scale, c.size, 3, c.rgb_range)
+    steps = {arm: make_step(c, arm, device, amp, channels_last, model) for arm in arms}
+    times = timing.interleave(steps, repeats, warmup, device)
+    out = dict(case=case, label=CASES[case]["label"], target=CASES[case]["target"], repeats=repeats,
+               precision="bf16 autocast + channels_last" if amp else "fp32",
+               ms={arm: [1e3 * t for t in timing.quartiles(times[arm])] for arm in arms}, ratio={})
+    for arm in arms:
+        if arm != "l1" and "l1" in arms:
+            out["ratio"][f"{arm}/l1"] = list(timing.paired_ratio(times[arm], times["l1"]))
+    return out
+
+
+def throughput(case: str, device="cuda", iters=200, amp=False, channels_last=False) -> dict:
+    """Iterations/s of ``iters`` consecutive PSPL steps (after 10 untimed ones), as a training run sees it."""
+    step = make_step(case_config(case), "pspl", device, amp, channels_last)
+    for _ in range(10):
+        step()
+    timing.sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    timing.sync(device)
+    seconds = time.perf_counter() - start
+    return dict(case=case, precision="bf16 autocast + channels_last" if amp else "fp32", iters=iters,
+                it_per_s=iters / seconds)
+
+
+def run(device="cpu", repeats=None, cases=None, throughput_iters=0) -> dict:
+    """The script's whole measurement: every case (CPU) or the full case in both precisions (CUDA)."""
+    cuda = torch.device(device).type == "cuda"
+    result = dict(cases=[], throughput=[])
+    if cuda:
+        plan = [(name, False) for name in cases or ("full",)] + [(name, True) for name in cases or ("full",)]
+    else:
+        plan = [(name, False) for name in cases or CASES]
+    for name, amp in plan:
+        # the full model is ~30x the tiny one per step: fewer rounds give it the same wall time
+        n = repeats or (30 if cuda else 16 if name == "full" else 300)
+        result["cases"].append(measure(name, device, n, amp=amp, channels_last=amp))
+    if throughput_iters:
+        for amp in (False, True):
+            result["throughput"].append(throughput("full", device, throughput_iters, amp, amp))
+    return result
+
+
+def render(result: dict) -> str:
+    """Markdown: one row per case and precision, with the target verdict."""
+    rows = []
+    for r in result["cases"]:
+        ms, ratio = r["ms"], r["ratio"]
+        pspl, dense = ratio.get("pspl/l1"), ratio.get("dense/l1")
+        verdict = "" if r["target"] is None or pspl is None else (
+            f"{'meets' if pspl[1] <= r['target'] else 'MISSES'} <= {r['target']:.2f}")
+        rows.append([r["label"], r["precision"], r["repeats"], f"{ms['l1'][1]:.1f}",
+                     f"{ms['pspl'][1]:.1f}" if "pspl" in ms else "-", f"{ms['dense'][1]:.1f}" if "dense" in ms else "-",
+                     f"**{pspl[1]:.3f}** [{pspl[0]:.3f}, {pspl[2]:.3f}]" if pspl else "-",
+                     f"{dense[1]:.3f} [{dense[0]:.3f}, {dense[2]:.3f}]" if dense else "-", verdict])
+    text = timing.table(["case", "precision", "rounds", "L1 step ms", "PSPL step ms", "dense-SSIM PSPL ms",
+                         "PSPL / L1 [q1, q3]", "dense / L1 [q1, q3]", "target"], rows)
+    if result.get("throughput"):
+        text += "\n\n" + timing.table(
+            ["PSPL training, full case", "iterations", "iterations/s", "1000-iteration epoch (s, no data, no eval)"],
+            [[t["precision"], t["iters"], f"{t['it_per_s']:.1f}", f"{1000 / t['it_per_s']:.1f}"]
+             for t in result["throughput"]])
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    timing.add_common_args(parser, repeats=0)
+    parser.add_argument("--case", nargs="*", choices=tuple(CASES),
+                        help="cases to run (default: all on CPU, full on CUDA)")
+    parser.add_argument("--throughput", type=int, default=0, metavar="N", help="also time N consecutive steps")
+    args = parser.parse_args()
+    timing.setup(args)
+    result = run(args.device, args.repeats or None, args.case, args.throughput)
+    print(render(result))
+    if args.json:
+        timing.write_json(args.json, "train_step", result, args.device)
+
+
+if __name__ == "__main__":
+    main()
