@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 env: $(STAMP)  ## create .venv with the pinned packages
 
 test: $(STAMP)  ## run the whole test suite (notebooks in the smoke profile included)
-	$(BIN)/python -m pytest -n $(JOBS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
 test-browser: $(STAMP)  ## notebook 02's sliders in JupyterLab and headless Chromium (needs /usr/bin/chromium)
 	$(BIN)/python -m pytest tests/test_browser.py -p no:xdist -v

@@ -32,14 +32,35 @@ GPU_TITLES = {"ssim_peers": "SSIM map vs peers", "train_step": "PSPL / L1 step r
               "loader": "Loader vs model", "cost_growth": "Cost growth"}
 
 
-def measure(quick: bool = False, root=None) -> dict:
-    """Every CPU measurement; ``quick`` = tiny repeats (checks the pipeline, numbers meaningless)."""
-    results = {}
-    results["ssim_peers"] = ssim_peers.run("cpu", 2 if quick else None)
-    results["train_step"] = train_step.run("cpu", 3 if quick else None)
-    results["loader"] = loader.run("cpu", 0, 2 if quick else None, root)
-    results["cost_growth"] = cost_growth.run("cpu", 1 if quick else 3)
-    return results
+def settle(max_wait: float = 60, below: float = 1.0) -> float:
+    """Wait up to ``max_wait`` s for the 1-minute load average to fall below ``below``; return it.
+
+    Other users' jobs on this 2-core machine can stall torch's two threads for ~100 ms at a time, far more
+    than any effect measured here; starting each section in a quiet spell keeps most rounds clean.
+    """
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
+def measure(quick: bool = False, root=None) -> tuple[dict, dict]:
+    """Every CPU measurement; ``quick`` = tiny repeats (checks the pipeline, numbers meaningless).
+
+    Returns (results, loads): script name -> result, and -> [load average at its start, at its end].
+    """
+    sections = {
+        "ssim_peers": lambda: ssim_peers.run("cpu", 2 if quick else None),
+        "train_step": lambda: train_step.run("cpu", 3 if quick else None),
+        "loader": lambda: loader.run("cpu", 0, 2 if quick else None, root),
+        "cost_growth": lambda: cost_growth.run("cpu", 1 if quick else 3),
+    }
+    results, loads = {}, {}
+    for name, run in sections.items():
+        start = settle(0 if quick else 60)
+        results[name] = run()
+        loads[name] = [start, os.getloadavg()[0]]
+    return results, loads
 
 
 def gpu_section(folder) -> str:
@@ -75,8 +96,10 @@ def overhead_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
-def report(results: dict, machine: dict, whole, gpu_dir, seconds: float, load: tuple) -> str:
-    """The whole bench/REPORT.md text."""
+def report(results: dict, machine: dict, whole, gpu_dir, seconds: float, load: tuple, loads: dict) -> str:
+    """The whole bench/REPORT.md text; ``loads``: section -> [load average at its start, at its end]."""
+    at = {name: f"Load average {a:.2f} at the start of this section, {b:.2f} at its end."
+          for name, (a, b) in loads.items()}
     whole_text = (whole_process.render(whole) if whole else
                   "Not measured yet: run `python bench/whole_process.py --json bench/whole_process.json`.")
     return f"""# Benchmarks
@@ -84,8 +107,9 @@ def report(results: dict, machine: dict, whole, gpu_dir, seconds: float, load: t
 Written by `make bench` (`bench/run_all.py`) on {machine['date']}, in {seconds / 60:.1f} minutes.
 
 - Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}, torch {machine['torch']},
-  {machine['threads']} torch threads. Load average {load[0]:.2f} at the start, {load[1]:.2f} at the end (other
-  users share this machine: absolute times move with it, interleaved ratios much less).
+  {machine['threads']} torch threads. Load average {load[0]:.2f} at the start, {load[1]:.2f} at the end. Other
+  users share this machine: each section waits up to a minute for a quiet spell (1-minute load < 1) and
+  states the load it ran under; absolute times move with the load, interleaved ratios much less.
 - Commit: `{machine['commit']}`.
 - Method: every time is a median over the stated number of rounds; in a round each compared case runs once,
   in a freshly shuffled order (`bench/timing.py`). Ratios are medians of the round-by-round ratios, with the
@@ -97,7 +121,7 @@ Real photographs (crops of scikit-image's bundled images) against a blurred, noi
 window 11 / sigma 1.5, C1 = 0.01^2, C2 = 0.03^2. "max abs diff" is against a float64 scipy reference on the
 same inputs, in the output each implementation gives (a map with its padding, or the mean of the valid
 map per image). The kit accumulates its moments in float64 whatever the input dtype, as one banded
-matrix product per axis.
+matrix product per axis. {at['ssim_peers']}
 
 {ssim_peers.render(results['ssim_peers'])}
 
@@ -105,7 +129,7 @@ matrix product per axis.
 
 L1, PSPL (the kit's SSIM, official constants, zero padding) and PSPL with the official code's dense 11x11
 float32 SSIM, one step each per round, each arm its own copy of the same model and Adam; a step is the
-engine's inner loop (`pspl_nb.train`).
+engine's inner loop (`pspl_nb.train`). {at['train_step']}
 
 {train_step.render(results['train_step'])}
 
@@ -115,12 +139,14 @@ engine's inner loop (`pspl_nb.train`).
 
 `TrainPatches` on the embedded set in the main process (the cpu profile's `workers=0`), a few batches per
 round, alternating with one PSPL training step. The loader must deliver at least 3x what the model uses.
+{at['loader']}
 
 {loader.render(results['loader'])}
 
 ## 4. Cost growth with patch and batch (`bench/cost_growth.py`)
 
 EDSR-baseline x2, PSPL training step, fp32 on this CPU. For planning a GPU run see the GPU section.
+{at['cost_growth']}
 
 {cost_growth.render(results['cost_growth'])}
 
@@ -148,7 +174,7 @@ def main() -> None:
     torch.manual_seed(0)
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     machine = timing.machine()
-    results = measure(args.quick)
+    results, loads = measure(args.quick)
     out_dir = HERE / "out" / "cpu"  # raw results beside the report, ignored by git
     for name, result in results.items():
         timing.write_json(out_dir / f"{name}.json", name, result)
@@ -156,7 +182,8 @@ def main() -> None:
     if args.whole_process:
         timing.write_json(whole_json, "whole_process", whole_process.run())
     whole = json.loads(whole_json.read_text())["result"] if whole_json.exists() else None
-    text = report(results, machine, whole, args.gpu_json, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
+    text = report(results, machine, whole, args.gpu_json, time.perf_counter() - start,
+                  (load_start, os.getloadavg()[0]), loads)
     Path(args.out).write_text(text)
     print(f"wrote {args.out} in {(time.perf_counter() - start) / 60:.1f} min")
 

@@ -46,6 +46,9 @@ LAB_SETTINGS = {
 
 pytestmark = [
     pytest.mark.browser,
+    # every test that starts Jupyter kernels runs on one xdist worker: jupyter_client picks kernel ports by
+    # binding and releasing them, so two kernels started at once can collide and lose messages (a hang)
+    pytest.mark.xdist_group("kernels"),
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"),
 ]
 

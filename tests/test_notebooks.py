@@ -30,12 +30,13 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.notebook
+@pytest.mark.xdist_group("kernels")  # one kernel at a time: see tests/test_browser.py
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes_in_the_smoke_profile(path, results, data_root, monkeypatch):
     monkeypatch.setenv("PSPL_RESULTS", str(results))
     monkeypatch.setenv("PSPL_DATA", str(data_root))
     monkeypatch.setenv("CI", "1")
-    out = execute(path, "smoke", results / "smoke" / "notebooks", timeout=600)
+    out = execute(path, "smoke", results / "smoke" / "notebooks", timeout=300)
     executed = json.loads(out.read_text())
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
