@@ -44,7 +44,8 @@ def explorer(sr: np.ndarray, hr: np.ndarray):
         mu=W.FloatSlider(value=-1.0, min=-1.0, max=1.0, step=0.1, description="mu"),
         alpha=W.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.05, description="alpha"),
         beta=W.FloatSlider(value=0.0, min=0.0, max=3.0, step=0.05, description="beta"),
-        step=W.FloatLogSlider(value=1.0, base=2, min=-6, max=6, step=0.25, description="step (epochs)"),
+        step=W.FloatLogSlider(value=1.0, base=2, min=-6, max=6, step=0.25, description="step (epochs)",
+                              style={"description_width": "initial"}),
         ssim=W.ToggleButtons(options=["official", "paper"], value="official", description="SSIM"),
     )
     out = W.Output()

@@ -147,6 +147,7 @@ def test_y_channel_is_rounded_bt601_luma(root):
         (lr, hr), (lr_rgb, hr_rgb) = y[i], rgb[i]
         assert lr.shape == (1, 16, 16) and hr.shape == (1, 32, 32) and lr.dtype == torch.uint8
         assert np.array_equal(as_hwc(hr), y_uint8(as_hwc(hr_rgb)))
+        assert np.array_equal(as_hwc(lr), y_uint8(as_hwc(lr_rgb)))
     white = np.full((1, 1, 3), 255, np.uint8)
     assert y_uint8(white).item() == 235 and y_uint8(np.zeros_like(white)).item() == 16
 
