@@ -31,7 +31,7 @@ from pspl_nb.config import RunConfig, profile
 from pspl_nb.models import build_model
 from pspl_nb.pspl import PSPLLoss, attention, pixel_loss
 from pspl_nb.ssim import ssim_map_dense
-from pspl_nb.train import learning_rate, make_criterion
+from pspl_nb.train import learning_rate, make_criterion, train_step
 
 CASES = {
     "full": dict(profile="paper", target=1.03, label="EDSR-baseline x2, batch 16, LR 48 (paper)"),
@@ -91,12 +91,7 @@ def make_step(c: RunConfig, arm: str, device="cpu", amp=False, channels_last=Fal
         hr_img = hr_u8.float().mul_(c.rgb_range / 255.0)
         if channels_last:
             lr_img = lr_img.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            sr = net(lr_img)
-        loss = criterion(sr.float(), hr_img, AGE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = train_step(net, criterion, opt, lr_img, hr_img, AGE, autocast)
         loss.item()  # the engine reads the value after every step (a GPU synchronisation)
         if arm != "l1":  # the engine keeps these per step, on the device
             a = criterion.last_attention
@@ -110,21 +105,24 @@ def measure(case: str, device="cpu", repeats=10, warmup=2, arms=ARMS, amp=False,
     """Interleaved step times of ``arms`` for one case.
 
     Returns:
-        dict with ``case``, ``label``, ``target``, ``precision``, ``repeats``, ``ms`` (arm -> [q1, median, q3]
-        step time in milliseconds) and ``ratio`` ("pspl/l1", "dense/l1" -> [q1, median, q3] of the
-        round-by-round ratios).
+        dict with ``case``, ``label``, ``target``, ``precision``, ``repeats``, ``clean`` (rounds no stall hit,
+        ``timing.clean_rounds``), ``ms`` (arm -> [q1, median, q3] step time in milliseconds over the clean
+        rounds), ``ms_all_rounds`` (arm -> median over all rounds) and ``ratio`` ("pspl/l1", "dense/l1" ->
+        [q1, median, q3] of the round-by-round ratios over the clean rounds).
     """
     c = case_config(case)
     torch.manual_seed(0)
     model = build_model(c.model, c.scale, c.size, 3, c.rgb_range)
     steps = {arm: make_step(c, arm, device, amp, channels_last, model) for arm in arms}
     times = timing.interleave(steps, repeats, warmup, device)
+    clean = timing.clean_rounds(times)
     out = dict(case=case, label=CASES[case]["label"], target=CASES[case]["target"], repeats=repeats,
-               precision="bf16 autocast + channels_last" if amp else "fp32",
-               ms={arm: [1e3 * t for t in timing.quartiles(times[arm])] for arm in arms}, ratio={})
+               clean=len(clean), precision="bf16 autocast + channels_last" if amp else "fp32",
+               ms={arm: [1e3 * t for t in timing.quartiles(timing.pick(times[arm], clean))] for arm in arms},
+               ms_all_rounds={arm: 1e3 * timing.quartiles(times[arm])[1] for arm in arms}, ratio={})
     for arm in arms:
         if arm != "l1" and "l1" in arms:
-            out["ratio"][f"{arm}/l1"] = list(timing.paired_ratio(times[arm], times["l1"]))
+            out["ratio"][f"{arm}/l1"] = list(timing.paired_ratio(times[arm], times["l1"], clean))
     return out
 
 
@@ -169,11 +167,12 @@ def render(result: dict) -> str:
         pspl, dense = ratio.get("pspl/l1"), ratio.get("dense/l1")
         verdict = "" if r["target"] is None or pspl is None else (
             f"{'meets' if pspl[1] <= r['target'] else 'MISSES'} <= {r['target']:.2f}")
-        rows.append([r["label"], r["precision"], r["repeats"], f"{ms['l1'][1]:.1f}",
+        clean = f"{r.get('clean', r['repeats'])} of {r['repeats']}"
+        rows.append([r["label"], r["precision"], clean, f"{ms['l1'][1]:.1f}",
                      f"{ms['pspl'][1]:.1f}" if "pspl" in ms else "-", f"{ms['dense'][1]:.1f}" if "dense" in ms else "-",
                      f"**{pspl[1]:.3f}** [{pspl[0]:.3f}, {pspl[2]:.3f}]" if pspl else "-",
                      f"{dense[1]:.3f} [{dense[0]:.3f}, {dense[2]:.3f}]" if dense else "-", verdict])
-    text = timing.table(["case", "precision", "rounds", "L1 step ms", "PSPL step ms", "dense-SSIM PSPL ms",
+    text = timing.table(["case", "precision", "clean rounds", "L1 step ms", "PSPL step ms", "dense-SSIM PSPL ms",
                          "PSPL / L1 [q1, q3]", "dense / L1 [q1, q3]", "target"], rows)
     if result.get("throughput"):
         text += "\n\n" + timing.table(

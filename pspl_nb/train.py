@@ -129,6 +129,21 @@ class Snapshotter:
         atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **arrays))
 
 
+def train_step(net, criterion, optimizer, lr_img, hr_img, age: float, amp) -> torch.Tensor:
+    """One optimisation step on a batch (float (N, C, h, w) LR, (N, C, sh, sw) HR on [0, rgb_range]).
+
+    ``amp`` is an autocast context (possibly disabled); the loss is computed in float32 outside it.
+    Returns the loss tensor without reading it, so no host synchronisation happens here.
+    """
+    with amp:
+        sr = net(lr_img)
+    loss = criterion(sr.float(), hr_img, age)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def rank_batches(iters: int, batch: int, rank: int, world: int):
     """Index lists per iteration: rank r of ``world`` takes its slice of the global batch, so DDP sees
     exactly the samples a single process would."""
@@ -247,12 +262,7 @@ def train(c: RunConfig, force: bool = False, results=None, data_root=None, progr
             hr_img = hr_img.to(device, non_blocking=True).float().mul_(scale)
             if c.channels_last:
                 lr_img = lr_img.contiguous(memory_format=torch.channels_last)
-            with amp:
-                sr = net(lr_img)
-            loss = criterion(sr.float(), hr_img, age)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(net, criterion, optimizer, lr_img, hr_img, age, amp)
             # read after the step is queued: one synchronisation per step, none between forward and backward
             value = loss.item()
             if not math.isfinite(value):
