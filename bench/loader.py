@@ -84,8 +84,9 @@ def side_by_side(case: str, rounds: int, root, workers: int = 0, device: str = "
                 next(it)
 
         times = timing.interleave({"loader": load, "model": step}, rounds, warmup=1, device=device)
-        loader = per_round * c.batch / statistics.median(times["loader"])
-        model = c.batch / statistics.median(times["model"])
+        clean = timing.clean_rounds(times)
+        loader = per_round * c.batch / statistics.median(timing.pick(times["loader"], clean))
+        model = c.batch / statistics.median(timing.pick(times["model"], clean))
     return dict(case=case, label=CASES[case]["label"], workers=workers, loader=loader, model=model,
                 ratio=loader / model, rounds=rounds)
 

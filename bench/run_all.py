@@ -111,9 +111,11 @@ Written by `make bench` (`bench/run_all.py`) on {machine['date']}, in {seconds /
   users share this machine: each section waits up to a minute for a quiet spell (1-minute load < 1) and
   states the load it ran under; absolute times move with the load, interleaved ratios much less.
 - Commit: `{machine['commit']}`.
-- Method: every time is a median over the stated number of rounds; in a round each compared case runs once,
-  in a freshly shuffled order (`bench/timing.py`). Ratios are medians of the round-by-round ratios, with the
-  first and third quartiles in brackets. Re-run one section with the script named in its title.
+- Method (`bench/timing.py`): in a round each compared case runs once, in a freshly shuffled order. Rounds
+  in which a case took over 1.3x its own first quartile are dropped as stalled by other users' work (the
+  tables say how many "clean" rounds remain; all are kept if fewer than a fifth are clean). Every time is a
+  median over the clean rounds; ratios are medians of the round-by-round ratios, first and third quartiles
+  in brackets. Re-run one section with the script named in its title.
 
 ## 1. SSIM map: the kit against peer libraries (`bench/ssim_peers.py`)
 

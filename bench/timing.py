@@ -3,6 +3,9 @@
 This machine is shared and noisy: a ratio of two block-by-block timings can drift by more than the effect
 measured. ``interleave`` therefore runs every case once per round, in a fresh random order each round, and
 ratios are taken round by round (``paired_ratio``), so slow phases of the machine hit all cases alike.
+When other users' jobs oversubscribe the two cores, torch's threads stall for ~100 ms at a time and whole
+stretches of rounds are hit; ``clean_rounds`` keeps the rounds that no stall touched, and the reports
+quote medians over those (with how many there were).
 """
 import argparse
 import datetime
@@ -65,9 +68,27 @@ def quartiles(xs) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def paired_ratio(num, den) -> tuple[float, float, float]:
-    """Quartiles (q1, median, q3) of the round-by-round ratios num[r] / den[r] of two ``interleave`` lists."""
-    return quartiles(a / b for a, b in zip(num, den))
+def paired_ratio(num, den, rounds=None) -> tuple[float, float, float]:
+    """Quartiles (q1, median, q3) of the round-by-round ratios num[r] / den[r] of two ``interleave`` lists,
+    over ``rounds`` (indices; default all)."""
+    rounds = range(len(num)) if rounds is None else rounds
+    return quartiles(num[r] / den[r] for r in rounds)
+
+
+def clean_rounds(times: dict, cases=None, slack: float = 1.3, least: float = 0.2) -> list:
+    """Indices of the rounds in which none of ``cases`` (default all) took over ``slack`` x its own first
+    quartile: rounds no stall hit. Falls back to every round when fewer than ``least`` of them are clean
+    (then the machine was busy throughout and the plain medians are all there is)."""
+    cases = list(times) if cases is None else list(cases)
+    limit = {k: slack * quartiles(times[k])[0] for k in cases}
+    n = len(times[cases[0]])
+    clean = [r for r in range(n) if all(times[k][r] <= limit[k] for k in cases)]
+    return clean if len(clean) >= max(1, least * n) else list(range(n))
+
+
+def pick(xs, rounds) -> list:
+    """The elements of ``xs`` at ``rounds``."""
+    return [xs[r] for r in rounds]
 
 
 def commit() -> str:
