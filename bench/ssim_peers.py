@@ -187,7 +187,7 @@ def compare(shape, device="cpu", repeats=10) -> dict:
 
 def run(device="cpu", repeats=None, shapes=SHAPES) -> dict:
     """Every shape of ``shapes``; repeats default to 20 rounds (small) / 8 (512 x 512)."""
-    return dict(tolerance=TOLERANCE, shapes=[compare(s, device, repeats or (20 if s[-1] <= 128 else 8))
+    return dict(tolerance=TOLERANCE, shapes=[compare(s, device, repeats or (20 if s[-1] <= 128 else 12))
                                              for s in shapes])
 
 

@@ -101,14 +101,43 @@ def make_step(c: RunConfig, arm: str, device="cpu", amp=False, channels_last=Fal
     return step
 
 
+def loss_extra_ms(c: RunConfig, device="cpu", repeats=200) -> float:
+    """Milliseconds the PSPL loss (forward + backward, as the engine calls it) adds over L1 on one batch.
+
+    Short calls, interleaved, so stalls from other users' work touch few of them: a steadier estimate of
+    PSPL's own cost than the difference of two noisy full-step medians (it leaves out cache effects on
+    the model's own forward and backward, ~0.5 ms on the tiny model).
+    """
+    g = torch.Generator().manual_seed(0)
+    shape = (c.batch, 3, c.patch * c.scale, c.patch * c.scale)
+    sr = (torch.rand(shape, generator=g) * c.rgb_range).to(device).requires_grad_()
+    hr = (torch.rand(shape, generator=g) * c.rgb_range).to(device)
+    losses = {"l1": make_criterion(c.replace(weighting="none")), "pspl": make_criterion(c)}
+
+    def call(arm):
+        sr.grad = None
+        loss = losses[arm](sr, hr, AGE)
+        loss.item()
+        loss.backward()
+        if arm == "pspl":
+            a = losses[arm].last_attention
+            torch.stack([a.mean(), a.min(), a.max()])
+
+    times = timing.interleave({arm: (lambda arm=arm: call(arm)) for arm in losses}, repeats, 5, device)
+    clean = timing.clean_rounds(times)
+    return 1e3 * (timing.quartiles(timing.pick(times["pspl"], clean))[1]
+                  - timing.quartiles(timing.pick(times["l1"], clean))[1])
+
+
 def measure(case: str, device="cpu", repeats=10, warmup=2, arms=ARMS, amp=False, channels_last=False) -> dict:
     """Interleaved step times of ``arms`` for one case.
 
     Returns:
         dict with ``case``, ``label``, ``target``, ``precision``, ``repeats``, ``clean`` (rounds no stall hit,
         ``timing.clean_rounds``), ``ms`` (arm -> [q1, median, q3] step time in milliseconds over the clean
-        rounds), ``ms_all_rounds`` (arm -> median over all rounds) and ``ratio`` ("pspl/l1", "dense/l1" ->
-        [q1, median, q3] of the round-by-round ratios over the clean rounds).
+        rounds), ``ms_all_rounds`` (arm -> median over all rounds), ``ratio`` ("pspl/l1", "dense/l1" ->
+        [q1, median, q3] of the round-by-round ratios over the clean rounds) and ``loss_extra_ms``
+        (``loss_extra_ms``: the PSPL loss alone against L1).
     """
     c = case_config(case)
     torch.manual_seed(0)
@@ -123,6 +152,8 @@ def measure(case: str, device="cpu", repeats=10, warmup=2, arms=ARMS, amp=False,
     for arm in arms:
         if arm != "l1" and "l1" in arms:
             out["ratio"][f"{arm}/l1"] = list(timing.paired_ratio(times[arm], times["l1"], clean))
+    if "pspl" in arms and "l1" in arms:
+        out["loss_extra_ms"] = loss_extra_ms(c, device, max(repeats, 20))
     return out
 
 
@@ -168,12 +199,15 @@ def render(result: dict) -> str:
         verdict = "" if r["target"] is None or pspl is None else (
             f"{'meets' if pspl[1] <= r['target'] else 'MISSES'} <= {r['target']:.2f}")
         clean = f"{r.get('clean', r['repeats'])} of {r['repeats']}"
+        extra = r.get("loss_extra_ms")
+        loss = "-" if extra is None else f"{extra:.2f} ({1 + extra / ms['l1'][1]:.3f})"
         rows.append([r["label"], r["precision"], clean, f"{ms['l1'][1]:.1f}",
                      f"{ms['pspl'][1]:.1f}" if "pspl" in ms else "-", f"{ms['dense'][1]:.1f}" if "dense" in ms else "-",
                      f"**{pspl[1]:.3f}** [{pspl[0]:.3f}, {pspl[2]:.3f}]" if pspl else "-",
-                     f"{dense[1]:.3f} [{dense[0]:.3f}, {dense[2]:.3f}]" if dense else "-", verdict])
+                     f"{dense[1]:.3f} [{dense[0]:.3f}, {dense[2]:.3f}]" if dense else "-", verdict, loss])
     text = timing.table(["case", "precision", "clean rounds", "L1 step ms", "PSPL step ms", "dense-SSIM PSPL ms",
-                         "PSPL / L1 [q1, q3]", "dense / L1 [q1, q3]", "target"], rows)
+                         "PSPL / L1 [q1, q3]", "dense / L1 [q1, q3]", "target",
+                         "PSPL loss alone: extra ms (1 + extra / L1 step)"], rows)
     if result.get("throughput"):
         text += "\n\n" + timing.table(
             ["PSPL training, full case", "iterations", "iterations/s", "1000-iteration epoch (s, no data, no eval)"],
