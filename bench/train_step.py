@@ -31,7 +31,7 @@ from pspl_nb.config import RunConfig, profile
 from pspl_nb.models import build_model
 from pspl_nb.pspl import PSPLLoss, attention, pixel_loss
 from pspl_nb.ssim import ssim_map_dense
-from pspl_nb.train import learning_rate, make_criterion, train_step
+from pspl_nb.train import attention_stats, learning_rate, make_criterion, train_step
 
 CASES = {
     "full": dict(profile="paper", target=1.03, label="EDSR-baseline x2, batch 16, LR 48 (paper)"),
@@ -94,8 +94,7 @@ def make_step(c: RunConfig, arm: str, device="cpu", amp=False, channels_last=Fal
         loss = train_step(net, criterion, opt, lr_img, hr_img, AGE, autocast)
         loss.item()  # the engine reads the value after every step (a GPU synchronisation)
         if arm != "l1":  # the engine keeps these per step, on the device
-            a = criterion.last_attention
-            stats.append(torch.stack([a.mean(), a.min(), a.max()]))
+            stats.append(attention_stats(criterion.last_attention))
             del stats[:-1]
 
     return step
@@ -120,8 +119,7 @@ def loss_extra_ms(c: RunConfig, device="cpu", repeats=200) -> float:
         loss.item()
         loss.backward()
         if arm == "pspl":
-            a = losses[arm].last_attention
-            torch.stack([a.mean(), a.min(), a.max()])
+            attention_stats(losses[arm].last_attention)
 
     times = timing.interleave({arm: (lambda arm=arm: call(arm)) for arm in losses}, repeats, 5, device)
     clean = timing.clean_rounds(times)

@@ -7,8 +7,11 @@ padding folds them back in, "valid" keeps only the rows whose window lies inside
 axis then replaces padding plus a depthwise convolution: in float64 on a CPU, depthwise convolutions run
 ~10x slower than BLAS matrix products, and float64 is what the accuracy needs (see ``ssim_map``).
 
-Sides longer than ``DENSE_MAX`` are cut into chunks of ``CHUNK`` outputs, each multiplied by the matching
-~``CHUNK + win_size`` columns of ``A`` only, so large images do not pay for the zeros of the band.
+The moments are laid out (H, B, W), B = 4 moments x N x C, so that both filterings are single 2-D
+products with contiguous outputs: along W, ``M (H*B, W) @ A_w.T``; along H, ``A_h @ M (H, B*W)``. On CPU
+a side of ``2 * CHUNK`` pixels or more is cut into chunks of ~``CHUNK`` outputs, each multiplied by the
+~``CHUNK + win_size`` inputs it needs only (the band of ``A``, not its zeros) and written straight into
+its slice of the output; CUDA takes one dense product per axis (fewer launches win there).
 On CPU the work buffers are kept between calls (see ``_scratch_buffers``); the map carries no gradient.
 Timings against the previous depthwise-convolution version and peer libraries: bench/REPORT.md.
 """
@@ -19,8 +22,7 @@ import torch
 import torch.nn.functional as F
 
 PADDINGS = ("zeros", "reflect", "valid")
-DENSE_MAX = 128  # pixels: up to this side one dense product per axis is fastest (2-core CPU: chunks win from ~192)
-CHUNK = 32       # outputs per chunk beyond it: the band's ~CHUNK + 11 columns instead of the whole side
+CHUNK = 32  # outputs per product on CPU: the band's ~CHUNK + 11 inputs instead of the whole side (bench/REPORT.md)
 SCRATCH_MAX = 2**22  # elements (32 MB in float64) of each reusable CPU scratch buffer; larger calls allocate
 _scratch = threading.local()
 
@@ -59,39 +61,35 @@ def filter_matrix(n: int, padding: str = "zeros", win_size: int = 11, sigma: flo
 
 
 @functools.lru_cache(maxsize=64)
-def _axis_plan(n: int, padding: str, win_size: int, sigma: float, dtype, device):
-    """``(A, pieces)`` for one axis: ``pieces`` is None (one dense product) or, for sides over ``DENSE_MAX``,
-    a list of ``(o0, o1, i0, i1, block)``: output rows o0:o1 need only input columns i0:i1,
-    ``block = A[o0:o1, i0:i1]``."""
+def _axis_plan(n: int, padding: str, win_size: int, sigma: float, dtype, device) -> list:
+    """The products that filter one axis of length ``n``: a list of ``(o0, o1, i0, i1, block)``, where
+    outputs o0:o1 need only inputs i0:i1 and ``block = A[o0:o1, i0:i1]``. One piece (all of ``A``) on
+    CUDA or below ``2 * CHUNK``; otherwise ~``CHUNK`` outputs each."""
     a = filter_matrix(n, padding, win_size, sigma, dtype, device)
-    if n <= DENSE_MAX:
-        return a, None
-    k = max(1, round(a.shape[0] / CHUNK))
+    k = 1 if torch.device(device or "cpu").type != "cpu" else max(1, round(a.shape[0] / CHUNK))
     edges = [round(i * a.shape[0] / k) for i in range(k + 1)]
     pieces = []
     for o0, o1 in zip(edges[:-1], edges[1:]):
         used = a[o0:o1].ne(0).any(dim=0).nonzero().flatten()  # the band's columns for these rows
-        i0, i1 = int(used.min()), int(used.max()) + 1
+        i0, i1 = (0, n) if k == 1 else (int(used.min()), int(used.max()) + 1)
         pieces.append((o0, o1, i0, i1, a[o0:o1, i0:i1].contiguous()))
-    return a, pieces
+    return pieces
 
 
-def _filter_w(m: torch.Tensor, plan, out: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) -> (B, H, W'): every row of length W filtered (times ``A.T``), into ``out``'s storage if dense."""
-    a, pieces = plan
-    b, h, w = m.shape
-    if pieces is None:
-        return torch.mm(m.view(-1, w), a.T, out=out[: b * h * a.shape[0]].view(-1, a.shape[0])).view(b, h, -1)
-    return torch.cat([m[..., i0:i1] @ block.T for _, _, i0, i1, block in pieces], dim=-1)
+def _filter_last(m: torch.Tensor, plan: list, out: torch.Tensor) -> torch.Tensor:
+    """(R, n) -> (R, n'): every row filtered (``m @ A.T``), written into ``out`` (R * n' elements or more)."""
+    out = out[: m.shape[0] * plan[-1][1]].view(m.shape[0], plan[-1][1])
+    for o0, o1, i0, i1, block in plan:
+        torch.mm(m[:, i0:i1], block.T, out=out[:, o0:o1])
+    return out
 
 
-def _filter_h(m: torch.Tensor, plan, out: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) -> (B, H', W): every column of length H filtered (``A`` times each slice), into ``out`` if dense."""
-    a, pieces = plan
-    b, _, w = m.shape
-    if pieces is None:
-        return torch.matmul(a, m, out=out[: b * a.shape[0] * w].view(b, a.shape[0], w))
-    return torch.cat([torch.matmul(block, m[:, i0:i1]) for _, _, i0, i1, block in pieces], dim=1)
+def _filter_first(m: torch.Tensor, plan: list, out: torch.Tensor) -> torch.Tensor:
+    """(n, R) -> (n', R): every column filtered (``A @ m``), written into ``out`` (n' * R elements or more)."""
+    out = out[: plan[-1][1] * m.shape[1]].view(plan[-1][1], m.shape[1])
+    for o0, o1, i0, i1, block in plan:
+        torch.mm(block, m[i0:i1], out=out[o0:o1])
+    return out
 
 
 def _scratch_buffers(numel: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,33 +154,35 @@ def ssim_map(
     # Variances are small differences of large moments: accumulated in float32 they are off by up to ~1e-3
     # in SSIM on real images (bench/REPORT.md), so the moments are always float64 (MPS has none: float32).
     work = torch.float32 if x.device.type == "mps" else torch.float64
-    # Only var_x + var_y enters the formula, so four moments suffice: E[x], E[y], E[x^2 + y^2], E[2xy].
-    # When x == y the last two rows are bitwise equal and the map is exactly 1 (tests/test_properties.py).
+    # Four moments: E[x], E[y], E[2xy] and E[d^2] of the difference d = x - y. Written with d, each
+    # denominator is its numerator plus a non-negative term (see below) that is exactly 0 when x == y,
+    # so the map is then exactly 1 (tests/test_properties.py) however the operations round.
     buf, spare = _scratch_buffers(4 * n * c * h * w, work, x.device)
-    mx, my, sq, xy2 = buf.view(4, n, c, h, w).unbind(0)
+    moments = buf.view(h, 4, n, c, w)
+    mx, my, xy2, dd = moments.permute(1, 2, 3, 0, 4).unbind(0)  # (N, C, H, W) views of the (H, B, W) layout
     mx.copy_(x)
     my.copy_(y)
-    torch.mul(mx, mx, out=sq)
-    torch.mul(my, my, out=xy2)
-    sq += xy2                                   # x^2 + y^2
-    torch.mul(mx, my, out=xy2)
-    xy2 += xy2                                  # 2xy
+    zero = torch.zeros((), dtype=work, device=x.device)
+    torch.addcmul(zero, mx, my, value=2, out=xy2)
+    torch.sub(mx, my, out=dd).square_()
     # The two buffers in turn: moments -> W-filtered (spare) -> H-filtered (back into buf).
-    m = _filter_w(buf.view(4 * n * c, h, w), _axis_plan(w, padding, win_size, sigma, work, x.device), spare)
-    m = _filter_h(m, _axis_plan(h, padding, win_size, sigma, work, x.device), buf)
-    mx, my, e_sq, e_2xy = m.view(4, n, c, m.shape[-2], m.shape[-1]).unbind(0)
+    m = _filter_last(buf.view(h * 4 * n * c, w), _axis_plan(w, padding, win_size, sigma, work, x.device), spare)
+    w2 = m.shape[1]
+    m = _filter_first(m.view(h, 4 * n * c * w2), _axis_plan(h, padding, win_size, sigma, work, x.device), buf)
+    mx, my, e_2xy, e_dd = m.view(-1, 4, n, c, w2).permute(1, 2, 3, 0, 4).unbind(0)
 
-    # In place on the filtered moments; no fused multiply-add, so that 2 mx my and mx^2 + my^2 round
-    # the same way when x == y.
-    two_mxy = torch.mul(mx, my, out=spare[: mx.numel()].view(mx.shape))  # spare is free again
-    two_mxy += two_mxy
-    sq = mx.mul_(mx)
-    sq += my.mul_(my)                       # mx^2 + my^2
-    cs_num = e_2xy.sub_(two_mxy).add_(c2)   # 2 cov + C2
-    cs_den = e_sq.sub_(sq).add_(c2)         # var_x + var_y + C2
-    num = two_mxy.add_(c1).mul_(cs_num)     # (2 mx my + C1)(2 cov + C2)
-    den = sq.add_(c1).mul_(cs_den)          # (mx^2 + my^2 + C1)(var_x + var_y + C2)
-    return torch.div(num, den, out=torch.empty(num.shape, dtype=x.dtype, device=x.device))
+    # SSIM = (2 mx my + C1)(2 cov + C2) / ((mx^2 + my^2 + C1)(var_x + var_y + C2)); with
+    # mx^2 + my^2 = 2 mx my + (mx - my)^2 and var_x + var_y = 2 cov + var_d it is
+    #      lum * cs / ((lum + (mx - my)^2) (cs + var_d)),   lum = 2 mx my + C1,  cs = 2 cov + C2.
+    # Ten passes over the map, in place on the filtered moments (the map costs as much as the filtering).
+    lum = spare[: mx.numel()].view(mx.shape[2], n, c, w2).permute(1, 2, 0, 3)  # same layout as the moments
+    torch.addcmul(zero.add_(c1), mx, my, value=2, out=lum)
+    cs = e_2xy.sub_(lum).add_(c1 + c2)                        # 2 E[xy] - (2 mx my + C1) + C1 + C2
+    dm = mx.sub_(my)                                          # E[d] = mx - my
+    cs_den = e_dd.addcmul_(dm, dm, value=-1).add_(cs)         # var_d + cs
+    lum_den = torch.addcmul(lum, dm, dm, out=my)              # lum + (mx - my)^2
+    out = torch.empty(lum.shape, dtype=x.dtype, device=x.device)  # (N, C, H', W'), the caller's layout
+    return torch.div(lum.mul_(cs), lum_den.mul_(cs_den), out=out)
 
 
 def ssim_map_dense(x: torch.Tensor, y: torch.Tensor, c1: float = 1e-4, c2: float = 9e-4) -> torch.Tensor:

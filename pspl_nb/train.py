@@ -129,6 +129,11 @@ class Snapshotter:
         atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **arrays))
 
 
+def attention_stats(a: torch.Tensor) -> torch.Tensor:
+    """(mean, min, max) of an attention map as a (3,) tensor on its device: two passes, no synchronisation."""
+    return torch.stack([a.mean(), *torch.aminmax(a)])
+
+
 def train_step(net, criterion, optimizer, lr_img, hr_img, age: float, amp) -> torch.Tensor:
     """One optimisation step on a batch (float (N, C, h, w) LR, (N, C, sh, sw) HR on [0, rgb_range]).
 
@@ -270,8 +275,7 @@ def train(c: RunConfig, force: bool = False, results=None, data_root=None, progr
                                     f"last good checkpoint: {last}")
             loss_sum += value
             if c.pspl:  # kept on the device: no extra synchronisation per step
-                a = criterion.last_attention
-                att.append(torch.stack([a.mean(), a.min(), a.max()]))
+                att.append(attention_stats(criterion.last_attention))
             if rank == 0:
                 snaps.maybe_take(model, age, device)
             bar.update(1)
