@@ -73,10 +73,12 @@ def gpu_section(folder) -> str:
                 "then `python bench/run_all.py` renders those JSON files here.")
     m = next(iter(payloads.values()))["machine"]
     parts = [f"{m.get('gpu', 'GPU')} (CUDA {m.get('cuda')}), torch {m['torch']}, host CPU {m['cpu']} "
-             f"({m['cores']} cores); measured {m['date']} at commit {m['commit']} from `{folder}`."]
+             f"({m['cores']} cores), from `{folder}`; each table says when and at which commit it was measured."]
     for name, render in GPU_SCRIPTS.items():
         if name in payloads:
-            parts.append(f"### GPU: {GPU_TITLES[name]}\n\n{render(payloads[name]['result'])}")
+            mm = payloads[name]["machine"]
+            parts.append(f"### GPU: {GPU_TITLES[name]}\n\nMeasured {mm['date']} at commit {mm['commit']}"
+                         f" ({mm.get('gpu', 'GPU')}).\n\n{render(payloads[name]['result'])}")
         else:
             parts.append(f"### GPU: {GPU_TITLES[name]}\n\nNo `{name}.json` in `{folder}`.")
     return "\n\n".join(parts)
@@ -122,8 +124,8 @@ Written by `make bench` (`bench/run_all.py`) on {machine['date']}, in {seconds /
 Real photographs (crops of scikit-image's bundled images) against a blurred, noisy copy, float32 on [0, 1],
 window 11 / sigma 1.5, C1 = 0.01^2, C2 = 0.03^2. "max abs diff" is against a float64 scipy reference on the
 same inputs, in the output each implementation gives (a map with its padding, or the mean of the valid
-map per image). The kit accumulates its moments in float64 whatever the input dtype, as one banded
-matrix product per axis. {at['ssim_peers']}
+map per image). The kit accumulates its moments in float64 whatever the input dtype, filtering them with
+banded matrix products (on CPU cut into ~32-pixel chunks of the band). {at['ssim_peers']}
 
 {ssim_peers.render(results['ssim_peers'])}
 
