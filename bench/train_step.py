@@ -6,6 +6,8 @@ its own copy of the same initial model, its own Adam and the same fixed batch of
     l1     weighting "none": plain L1, the baseline
     pspl   weighting "pspl" as the run's config builds it (``pspl_nb.train.make_criterion``): the kit's
            separable float64 SSIM map, official constants and zero padding (the profiles' default)
+    pspl32 the same with the SSIM moments in float32 (``PSPLLoss(moments="float32")``): what the float64
+           accuracy costs (float32 moments are ~1e-4 off, and noise on flat regions with official constants)
     dense  the same loss with the official code's SSIM: dense 11x11 window, float32 (``ssim_map_dense``)
 
 A step is ``pspl_nb.train``'s inner loop: set lr, uint8 -> float, forward (bf16 autocast with --amp),
@@ -38,7 +40,7 @@ CASES = {
     "cpu": dict(profile="cpu", target=1.05, label="tiny EDSR x2, batch 16, LR 24 (cpu profile)"),
     "smoke": dict(profile="smoke", target=None, label="tiny EDSR x2, batch 4, LR 16 (smoke profile)"),
 }
-ARMS = ("l1", "pspl", "dense")
+ARMS = ("l1", "pspl", "pspl32", "dense")
 AGE = 1.0  # epochs; delta = alpha * age = 1: weights on [2 e^-4, 2], none underflows to a subnormal
 
 
@@ -71,8 +73,9 @@ def make_step(c: RunConfig, arm: str, device="cpu", amp=False, channels_last=Fal
     opt = torch.optim.Adam(net.parameters(), lr=c.lr, betas=(0.9, 0.999), eps=1e-8)
     if arm == "l1":
         criterion = make_criterion(c.replace(weighting="none"))
-    elif arm == "pspl":
+    elif arm in ("pspl", "pspl32"):
         criterion = make_criterion(c)
+        criterion.moments = "float32" if arm == "pspl32" else "float64"
     elif arm == "dense":
         criterion = DensePSPL(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range)
     else:
@@ -193,7 +196,7 @@ def render(result: dict) -> str:
     rows = []
     for r in result["cases"]:
         ms, ratio = r["ms"], r["ratio"]
-        pspl, dense = ratio.get("pspl/l1"), ratio.get("dense/l1")
+        pspl, dense, p32 = ratio.get("pspl/l1"), ratio.get("dense/l1"), ratio.get("pspl32/l1")
         verdict = "" if r["target"] is None or pspl is None else (
             f"{'meets' if pspl[1] <= r['target'] else 'MISSES'} <= {r['target']:.2f}")
         clean = f"{r.get('clean', r['repeats'])} of {r['repeats']}"
@@ -202,9 +205,10 @@ def render(result: dict) -> str:
         rows.append([r["label"], r["precision"], clean, f"{ms['l1'][1]:.1f}",
                      f"{ms['pspl'][1]:.1f}" if "pspl" in ms else "-", f"{ms['dense'][1]:.1f}" if "dense" in ms else "-",
                      f"**{pspl[1]:.3f}** [{pspl[0]:.3f}, {pspl[2]:.3f}]" if pspl else "-",
+                     f"{p32[1]:.3f} [{p32[0]:.3f}, {p32[2]:.3f}]" if p32 else "-",
                      f"{dense[1]:.3f} [{dense[0]:.3f}, {dense[2]:.3f}]" if dense else "-", verdict, loss])
     text = timing.table(["case", "precision", "clean rounds", "L1 step ms", "PSPL step ms", "dense-SSIM PSPL ms",
-                         "PSPL / L1 [q1, q3]", "dense / L1 [q1, q3]", "target",
+                         "PSPL / L1 [q1, q3]", "float32-moment PSPL / L1", "dense / L1 [q1, q3]", "target",
                          "PSPL loss alone: extra ms (1 + extra / L1 step)"], rows)
     if result.get("throughput"):
         text += "\n\n" + timing.table(

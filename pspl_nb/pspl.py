@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from pspl_nb.ssim import ssim_map
+from pspl_nb.ssim import MOMENTS, ssim_map
 
 BASES = ("l1", "l2", "charbonnier")
 SSIM_MODES = ("paper", "official")
@@ -86,6 +86,8 @@ class PSPLLoss(nn.Module):
         data_range: L, the range of sr and hr (1.0 or 255.0).
         pixelwise: False replaces Ma by its batch mean: the ``uniform`` control, with PSPL's global scale
             and warm-up-like start but no contrast between pixels.
+        moments: dtype of the SSIM map's local moments, "float64" (exact to ~1e-12) or "float32" (faster on
+            CPU, flat regions noisy with the official constants, as in the official code); see ``ssim_map``.
         check_finite: raise ValueError on a non-finite loss. It reads the loss on the host, a GPU
             synchronisation that stalls the launch of the backward pass; the trainer turns it off and
             checks the loss after the optimiser step instead.
@@ -95,7 +97,7 @@ class PSPLLoss(nn.Module):
     """
 
     def __init__(self, base="l1", gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, ssim="paper", padding="zeros",
-                 data_range=1.0, pixelwise=True, check_finite=True):
+                 data_range=1.0, pixelwise=True, moments="float64", check_finite=True):
         super().__init__()
         check_schedule(gamma, alpha, beta)
         if base not in BASES:
@@ -104,9 +106,11 @@ class PSPLLoss(nn.Module):
             raise ValueError(f"PSPLLoss: ssim={ssim!r}, expected one of {SSIM_MODES}")
         if padding not in ("zeros", "reflect"):
             raise ValueError(f"PSPLLoss: padding={padding!r}, expected 'zeros' or 'reflect'")
+        if moments not in MOMENTS:
+            raise ValueError(f"PSPLLoss: moments={moments!r}, expected one of {MOMENTS}")
         self.base, self.gamma, self.mu, self.alpha, self.beta = base, gamma, mu, alpha, beta
         self.ssim, self.padding, self.data_range, self.pixelwise = ssim, padding, data_range, pixelwise
-        self.check_finite = check_finite
+        self.moments, self.check_finite = moments, check_finite
         self.c = (1e-4, 9e-4) if ssim == "official" else ((0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
         self.last_attention = None
 
@@ -117,7 +121,8 @@ class PSPLLoss(nn.Module):
         # bf16 autocast: SSIM's variances are small differences of large moments.
         wide = torch.promote_types(sr.dtype, torch.float32)
         with torch.no_grad(), torch.autocast(sr.device.type, enabled=False):
-            ms = ssim_map(sr.detach().to(wide), hr.to(wide), self.data_range, self.padding, *self.c)
+            ms = ssim_map(sr.detach().to(wide), hr.to(wide), self.data_range, self.padding, *self.c,
+                          moments=self.moments)
             ma = attention(ms, step, self.gamma, self.mu, self.alpha, self.beta).to(sr.dtype)
         self.last_attention = ma
         if not self.pixelwise:

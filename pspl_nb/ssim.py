@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 PADDINGS = ("zeros", "reflect", "valid")
+MOMENTS = ("float64", "float32")
 CHUNK = 32  # outputs per product on CPU: the band's ~CHUNK + 11 inputs instead of the whole side (bench/REPORT.md)
 SCRATCH_MAX = 2**22  # elements (32 MB in float64) of each reusable CPU scratch buffer; larger calls allocate
 _scratch = threading.local()
@@ -117,6 +118,7 @@ def ssim_map(
     c2: float | None = None,
     win_size: int = 11,
     sigma: float = 1.5,
+    moments: str = "float64",
 ) -> torch.Tensor:
     """SSIM of every pixel's neighbourhood, one map per channel.
 
@@ -128,9 +130,15 @@ def ssim_map(
         c1, c2: stabilisers; default (0.01 L)^2 and (0.03 L)^2. The official PSPL code passes
             c1 = 1e-4, c2 = 9e-4 whatever the range (see ``pspl.PSPLLoss``).
         win_size, sigma: Gaussian window, 11 taps and sigma 1.5 as in the paper.
+        moments: "float64" (default; float32 on MPS, which has no float64) or "float32", the dtype the
+            local moments are accumulated in. float32 halves the memory traffic (~1.5x faster on CPU) but
+            variances are small differences of large moments: on real images the map is then ~1e-4 off
+            with range-matched constants, and with the official code's C2 = 9e-4 on [0, 255] data flat
+            regions are rounding noise (as in the official float32 code). Not covered by the accuracy
+            promise below; bench/REPORT.md measures what it buys.
 
     Returns:
-        SSIM values on [-1, 1], same dtype as ``x`` (computed in float64), a new tensor without gradient:
+        SSIM values on [-1, 1], same dtype as ``x``, a new tensor without gradient:
         the map is a constant for PSPL (Eq. 7 takes no gradient through it). Matches
         ``skimage.metrics.structural_similarity(full=True, gaussian_weights=True, sigma=1.5,
         use_sample_covariance=False, data_range=L)`` wherever the window lies inside the image.
@@ -143,6 +151,8 @@ def ssim_map(
         raise ValueError(f"ssim_map: padding={padding!r}, expected one of {PADDINGS}")
     if not data_range > 0:
         raise ValueError(f"ssim_map: data_range={data_range} must be > 0")
+    if moments not in MOMENTS:
+        raise ValueError(f"ssim_map: moments={moments!r}, expected one of {MOMENTS}")
     n, c, h, w = x.shape
     if padding == "valid" and min(h, w) < win_size:
         raise ValueError(f"ssim_map: valid padding needs H, W >= {win_size}, got {(h, w)}")
@@ -152,8 +162,8 @@ def ssim_map(
     c2 = (0.03 * data_range) ** 2 if c2 is None else c2
 
     # Variances are small differences of large moments: accumulated in float32 they are off by up to ~1e-3
-    # in SSIM on real images (bench/REPORT.md), so the moments are always float64 (MPS has none: float32).
-    work = torch.float32 if x.device.type == "mps" else torch.float64
+    # in SSIM on real images (bench/REPORT.md), so the moments are float64 unless asked (MPS has none).
+    work = torch.float32 if moments == "float32" or x.device.type == "mps" else torch.float64
     # Four moments: E[x], E[y], E[2xy] and E[d^2] of the difference d = x - y. Written with d, each
     # denominator is its numerator plus a non-negative term (see below) that is exactly 0 when x == y,
     # so the map is then exactly 1 (tests/test_properties.py) however the operations round.

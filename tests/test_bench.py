@@ -49,7 +49,7 @@ def test_ssim_peers_kit_keeps_its_float32_contract(results):
 
 def test_every_arm_and_case_is_measured(results):
     step = results["train_step"]["cases"][0]
-    assert set(step["ms"]) == set(train_step.ARMS) and set(step["ratio"]) == {"pspl/l1", "dense/l1"}
+    assert set(step["ms"]) == set(train_step.ARMS) and set(step["ratio"]) == {"pspl/l1", "pspl32/l1", "dense/l1"}
     assert results["loader"]["cases"][0]["loader"] > 0
     assert results["cost_growth"]["rows"][0]["peak_mb"] > 0
     assert (192, 16) not in [c[1:] for c in cost_growth.grid(big=False)]
@@ -72,5 +72,5 @@ def test_report_renders_every_section(results, tmp_path):
 def test_gpu_section_reads_the_json_gpu_sh_writes(results, tmp_path):
     timing.write_json(tmp_path / "train_step.json", "train_step", results["train_step"])
     gpu = run_all.gpu_section(tmp_path)
-    assert "PSPL / L1" in gpu and "No `ssim_peers.json`" in gpu
+    assert "PSPL / L1" in gpu and "No `ssim_peers.json`" in gpu and "at commit" in gpu
     assert json.loads((tmp_path / "train_step.json").read_text())["machine"]["torch"] == torch.__version__

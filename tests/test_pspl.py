@@ -104,6 +104,7 @@ def test_last_attention_shape_and_range():
     (dict(gamma=-1.0), "gamma=-1.0"), (dict(alpha=-0.5), "alpha=-0.5"), (dict(beta=-2.0), "beta=-2.0"),
     (dict(alpha=0.0, beta=0.0), "alpha=0 and beta=0"), (dict(base="huber"), "base='huber'"),
     (dict(ssim="fast"), "ssim='fast'"), (dict(padding="edge"), "padding='edge'"),
+    (dict(moments="float16"), "moments='float16'"),
 ])
 def test_bad_hyperparameters_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -130,3 +131,11 @@ def test_uniform_control_is_l1_times_the_mean_attention():
     pspl(sr, hr, 0.6)
     expected = pspl.last_attention.mean() * pixel_loss(sr, hr)
     assert uniform(sr, hr, 0.6).item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_float32_moments_change_the_loss_only_slightly():
+    sr, hr = pair()
+    sr, hr = sr.detach().float().requires_grad_(), hr.float()
+    exact, fast = PSPLLoss(ssim="paper"), PSPLLoss(ssim="paper", moments="float32")
+    assert fast(sr, hr, 1.0).item() == pytest.approx(exact(sr, hr, 1.0).item(), rel=1e-4)
+    assert (fast.last_attention - exact.last_attention).abs().max() < 1e-3

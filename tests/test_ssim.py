@@ -47,6 +47,15 @@ def test_float32_matches_skimage(pair, scale):
     np.testing.assert_allclose(ours[0, :, 5:-5, 5:-5].numpy(), ref, atol=1e-5, rtol=0)
 
 
+def test_float32_moments_are_the_documented_trade(pair):
+    """moments="float32" (faster, see bench/REPORT.md) misses the 1e-5 promise by about the documented 1e-4."""
+    sr, hr = (a / 255.0 for a in pair)
+    ref = skimage_map(sr, hr, 1.0)[5:-5, 5:-5].transpose(2, 0, 1)
+    err = {m: np.abs(ssim_map(to_nchw(sr).float(), to_nchw(hr).float(), moments=m)[0, :, 5:-5, 5:-5].numpy()
+                      - ref).max() for m in ("float64", "float32")}
+    assert err["float64"] < 1e-6 and 1e-5 < err["float32"] < 1e-3
+
+
 def moments_reference(x, y, mode, c1, c2):
     """SSIM map from scipy's Gaussian filter (truncate 3.5 -> 11 taps at sigma 1.5), whole image."""
     f = lambda a: ndimage.gaussian_filter(a, sigma=1.5, truncate=3.5, mode=mode, cval=0.0)  # noqa: E731
@@ -98,6 +107,7 @@ def test_constant_images_are_finite():
     (dict(x=torch.zeros(1, 1, 16, 16), y=torch.zeros(1, 1, 16, 16), padding="edge"), "padding='edge'"),
     (dict(x=torch.zeros(1, 1, 8, 8), y=torch.zeros(1, 1, 8, 8), padding="valid"), "valid"),
     (dict(x=torch.zeros(1, 1, 16, 16), y=torch.zeros(1, 1, 16, 16), data_range=0), "data_range=0"),
+    (dict(x=torch.zeros(1, 1, 16, 16), y=torch.zeros(1, 1, 16, 16), moments="half"), "moments='half'"),
 ])
 def test_bad_inputs_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
