@@ -72,8 +72,9 @@ def gpu_section(folder) -> str:
         return ("Not measured in this session. On a CUDA machine run `bash bench/gpu.sh bench/gpu_results`, "
                 "then `python bench/run_all.py` renders those JSON files here.")
     m = next(iter(payloads.values()))["machine"]
+    shown = os.path.relpath(folder.resolve(), HERE.parent) if folder.resolve().is_relative_to(HERE.parent) else folder
     parts = [f"{m.get('gpu', 'GPU')} (CUDA {m.get('cuda')}), torch {m['torch']}, host CPU {m['cpu']} "
-             f"({m['cores']} cores), from `{folder}`; each table says when and at which commit it was measured."]
+             f"({m['cores']} cores), from `{shown}`; each table says when and at which commit it was measured."]
     for name, render in GPU_SCRIPTS.items():
         if name in payloads:
             mm = payloads[name]["machine"]
