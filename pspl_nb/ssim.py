@@ -168,8 +168,8 @@ def ssim_map(
     # denominator is its numerator plus a non-negative term (see below) that is exactly 0 when x == y,
     # so the map is then exactly 1 (tests/test_properties.py) however the operations round.
     buf, spare = _scratch_buffers(4 * n * c * h * w, work, x.device)
-    moments = buf.view(h, 4, n, c, w)
-    mx, my, xy2, dd = moments.permute(1, 2, 3, 0, 4).unbind(0)  # (N, C, H, W) views of the (H, B, W) layout
+    planes = buf.view(h, 4, n, c, w)
+    mx, my, xy2, dd = planes.permute(1, 2, 3, 0, 4).unbind(0)  # (N, C, H, W) views of the (H, B, W) layout
     mx.copy_(x)
     my.copy_(y)
     zero = torch.zeros((), dtype=work, device=x.device)
