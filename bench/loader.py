@@ -1,33 +1,27 @@
-"""Is the data loader fast enough? Patches/s of TrainPatches next to EDSR-baseline x2's training-step rate.
+"""Is the data loader fast enough? Patches/s of TrainPatches next to the training step's rate.
 
-Loader: ``TrainPatches("embedded", scale=2, patch=48, batch=16)`` through a DataLoader (``--workers``),
-timed over ``--batches`` batches after one warm-up batch (worker start-up and the uint8 cache build
-excluded). Model: EDSR-baseline x2 at full size, batch 16 of 48 x 48 LR patches, forward + L1 backward +
-Adam step, fp32, on ``--device``. The loader should deliver at least 3x the patches/s the model consumes,
-else training waits on data. Not a test: numbers depend on the machine and its load.
-
-``side_by_side`` (what ``main`` and ``run_all.py`` report) alternates the two in one process instead:
-each round times a few loader batches and one PSPL training step (``train_step.make_step``, the engine's
-inner loop), for the paper's case and the cpu profile's tiny EDSR (LR 24). With worker processes the
-loader prefetches while the model computes, so there the loader is timed alone (``loader_rate``).
+``side_by_side`` alternates the two in one process: each round times a few loader batches (uint8 (LR, HR)
+pairs from the embedded set through a DataLoader, ``--workers``) and one PSPL training step
+(``train_step.make_step``, the engine's inner loop), for the paper's case (EDSR-baseline x2, batch 16,
+LR 48) and the cpu profile's tiny EDSR (LR 24). With worker processes the loader prefetches while the
+model computes, so there the loader is timed alone (``loader_rate``). The loader should deliver at least
+3x the patches/s the model consumes, else training waits on data. Not a test: numbers depend on the
+machine and its load.
 
     python bench/loader.py --threads 2
     python bench/loader.py --device cuda --workers 4 --json bench/out/gpu/loader.json
 """
 import argparse
-import os
 import statistics
 import time
 
-import torch
 from torch.utils.data import DataLoader
 
 import timing
 from pspl_nb.data import TrainPatches, default_root, ensure_embedded
-from pspl_nb.models import build_model
 from train_step import CASES, case_config, make_step
 
-BATCH, PATCH, SCALE = 16, 48, 2
+BATCH, PATCH, SCALE = 16, 48, 2  # loader_rate's default: the paper's batch
 
 
 def loader_rate(workers: int, batches: int, root, patch: int = PATCH, batch: int = BATCH) -> float:
@@ -38,26 +32,6 @@ def loader_rate(workers: int, batches: int, root, patch: int = PATCH, batch: int
     start = time.perf_counter()
     n = sum(lr.shape[0] for lr, _hr in it)
     return n / (time.perf_counter() - start)
-
-
-def model_rate(steps: int, device: str = "cpu", warmup: int = 2) -> float:
-    """Patches per second consumed by EDSR-baseline x2 training (forward, L1, backward, Adam), fp32."""
-    model = build_model("edsr_baseline", SCALE, size="full").to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    lr = torch.rand(BATCH, 3, PATCH, PATCH, device=device) * 255
-    hr = torch.rand(BATCH, 3, SCALE * PATCH, SCALE * PATCH, device=device) * 255
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times = []
-    for i in range(warmup + steps):
-        sync()
-        start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.l1_loss(model(lr), hr).backward()
-        opt.step()
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return BATCH / statistics.median(times)
 
 
 def side_by_side(case: str, rounds: int, root, workers: int = 0, device: str = "cpu", per_round: int = 4) -> dict:
@@ -107,34 +81,15 @@ def render(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for the model")
+    timing.add_common_args(parser, repeats=0)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (0: main process)")
-    parser.add_argument("--batches", type=int, default=200, help="timed loader batches")
-    parser.add_argument("--steps", type=int, default=5, help="timed model steps (median)")
-    parser.add_argument("--device", default="cpu", help="where the model runs: cpu or cuda")
     parser.add_argument("--root", default=None, help="data root (default: $PSPL_DATA or <repo>/data)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case (side by side)")
-    parser.add_argument("--json", default=None, metavar="OUT", help="write the side-by-side result as JSON to OUT")
-    parser.add_argument("--blocks", action="store_true", help="the original block-by-block measurement instead")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    root = args.root or default_root()
-    ensure_embedded(root)
-    if not args.blocks:
-        result = run(args.device, args.workers, args.rounds, root)
-        print(render(result))
-        if args.json:
-            timing.write_json(args.json, "loader", result, args.device)
-        return
-
-    loader = loader_rate(args.workers, args.batches, root)
-    model = model_rate(args.steps, args.device)
-    ratio = loader / model
-    print(f"torch {torch.__version__}, {args.threads} threads, loader workers {args.workers}, model on {args.device}")
-    print(f"loader  TrainPatches('embedded', x2, LR 48, batch 16): {loader:10.1f} patches/s")
-    print(f"model   EDSR-baseline x2 train step (fwd+L1+bwd+Adam):  {model:10.1f} patches/s")
-    print(f"ratio   {ratio:.1f}x  ({'OK' if ratio >= 3 else 'TOO SLOW'}: the loader must be >= 3x the model)")
+    timing.setup(args)
+    result = run(args.device, args.workers, args.repeats or None, args.root or default_root())
+    print(render(result))
+    if args.json:
+        timing.write_json(args.json, "loader", result, args.device)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ size on the official batch (16 LR patches of 48x48). Prints the median over ``--
 """
 
 import argparse
-import os
 import statistics
 import time
 
@@ -38,15 +37,11 @@ def step_seconds(model: torch.nn.Module, batch: int, patch: int, scale: int, war
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (all cores)")
+    timing.add_common_args(parser, repeats=10)  # --repeats: timed steps per tiny model
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model")
-    parser.add_argument("--repeats", type=int, default=10, help="timed steps per tiny model")
     parser.add_argument("--full-repeats", type=int, default=3, help="timed steps of full EDSR-baseline")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--json", default=None, metavar="OUT", help="also write the table as JSON to OUT")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    timing.setup(args)
 
     cases = [(name, "tiny", 8, 32, args.repeats) for name in MODELS]
     cases.append(("edsr_baseline", "full", 16, 48, args.full_repeats))

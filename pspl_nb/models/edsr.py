@@ -72,10 +72,10 @@ def check_in_channels(in_channels: int) -> None:
         raise ValueError(f"in_channels must be 1 (Y) or 3 (RGB), got {in_channels!r}")
 
 
-def check_scale(scale: int, allowed: tuple[int, ...], model: str) -> None:
-    """Raise ValueError unless ``scale`` is one of ``allowed`` for ``model``."""
+def check_scale(scale: int, allowed: tuple[int, ...], model: str, why: str = "") -> None:
+    """Raise ValueError unless ``scale`` is one of ``allowed`` for ``model``; ``why`` is appended in brackets."""
     if scale not in allowed:
-        raise ValueError(f"scale must be one of {allowed} for {model}, got {scale!r}")
+        raise ValueError(f"scale must be one of {allowed} for {model}, got {scale!r}" + (f" ({why})" if why else ""))
 
 
 def conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pspl_nb.models.edsr import check_in_channels
+from pspl_nb.models.edsr import check_in_channels, check_scale
 
 #: ``full``: d = 10 convs per level, 64 channels. ``tiny``: d = 2, 16 channels, for CPU runs.
 LAPSRN_PRESETS = {
@@ -76,10 +76,7 @@ class LapSRN(nn.Module):
         self, scale: int, in_channels: int = 3, num_feat: int = 64, num_block: int = 10, rgb_range: float = 255.0
     ):
         super().__init__()
-        if scale not in self.SCALES:
-            raise ValueError(
-                f"scale must be one of {self.SCALES} for LapSRN, got {scale!r} (the official fork's x3 is broken)"
-            )
+        check_scale(scale, self.SCALES, "LapSRN", "the official fork's x3 is broken")
         check_in_channels(in_channels)
         self.scale, self.rgb_range = scale, rgb_range
         self.head = nn.Sequential(nn.Conv2d(in_channels, num_feat, 3, padding=1, bias=False), nn.LeakyReLU(0.2))
