@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-WEIGHTINGS = ("none", "pspl", "uniform")
+WEIGHTINGS = ("none", "pspl", "uniform", "contrast")
+LOADERS = ("auto", "host", "device")
 
 
 @dataclass(frozen=True)
@@ -28,32 +29,41 @@ class RunConfig:
     iters_per_epoch: int = 1000       # EDSR-PyTorch's epoch: 1000 iterations
     epochs: int = 300
     val_set: str = "DIV2K_valid"      # picks the "best" checkpoint; never a test set
-    eval_sets: tuple = ("DIV2K_valid",)  # scored after every epoch (PSNR/SSIM on Y, shave = scale)
-    eval_limit: int | None = None     # first N images of each evaluation set (None = all)
-    # optimiser: Adam(0.9, 0.999, eps 1e-8), lr multiplied by lr_decay at each milestone epoch
+    eval_sets: tuple = ("DIV2K_valid",)  # scored after every epoch (PSNR/SSIM on Y, shave = scale; and the
+                                      # EDSR-PyTorch metric, RGB with shave = scale + 6, on non-benchmark sets)
+    eval_limit: int | None = None     # first N images of each non-test set in eval_sets (None = all)
+    test_sets: tuple = ()             # scored once, after the last epoch, always on every image (Table 1)
+    # optimiser: Adam(0.9, adam_beta2, eps 1e-8), lr * lr_mult, multiplied by lr_decay at each milestone epoch
     lr: float = 1e-4
+    lr_mult: float = 1.0              # the lr-sweep controls: lr * lr_mult (x0.5, x2, x4)
+    adam_beta2: float = 0.999         # Adam's second-moment decay; 0.99 = a ~100-step memory instead of ~1000
     milestones: tuple = (200,)
     lr_decay: float = 0.5
     warmup_epochs: float = 0.0        # linear lr warm-up over this many epochs (the `warmup` control)
     # loss: base(Ma * sr, Ma * hr), see pspl_nb.pspl
     base: str = "l1"                  # l1 | l2 | charbonnier
-    weighting: str = "pspl"           # none (plain base loss) | pspl | uniform (batch-mean attention)
+    weighting: str = "pspl"           # none (plain base loss) | pspl | uniform (batch-mean attention, no
+                                      # pixel contrast) | contrast (attention / its batch mean: no global scale)
     gamma: float = 2.0
     mu: float = -1.0                  # -1: hard pixels first (paper); +1: easy first
     alpha: float = 1.0                # delta = alpha * age_in_epochs + beta (official default changed 0.3 -> 1)
     beta: float = 0.0
     ssim: str = "official"            # official: C1, C2 for L = 1 on [0, 255] data; paper: range-matched
     padding: str = "zeros"            # SSIM map borders: zeros (official) or reflect
+    moments: str = "float64"          # SSIM moments' dtype; float32 = the official code's rounding
     # bookkeeping
     seed: int = 0
     attention_steps: tuple = (0.1, 0.25, 0.5, 1, 2, 4, 8, 16)  # ages (epochs) at which the attention
                                       # of a fixed validation crop is saved
-    # execution (does not change what is computed on CPU, so it is left out of the run id)
+    # execution. device, amp, channels_last and compile change the arithmetic, so their effect enters the
+    # run id through ``numerics()``; workers and loader give bit-identical batches and stay out of it.
     device: str = "auto"              # auto | cpu | cuda | mps
-    amp: bool = False                 # bf16 autocast on CUDA
+    amp: bool = False                 # bf16 autocast on CUDA (no effect elsewhere)
     channels_last: bool = False
     compile: bool = False             # torch.compile the model
-    workers: int = 0                  # DataLoader worker processes
+    workers: int = 0                  # DataLoader worker processes (host loader)
+    loader: str = "auto"              # host (DataLoader) | device (patches cut on the device) | auto: device
+                                      # on CUDA when the training set fits in a third of its free memory
 
     def __post_init__(self):
         validate(self)
@@ -66,22 +76,42 @@ class RunConfig:
     def arm(self) -> str:
         """Short label of the training objective, used in run ids, legends and tables.
 
-        ``l1`` / ``l2`` (plain), ``warmup`` (plain with lr warm-up), ``uniform``, ``pspl``, ``easy_first``
-        (PSPL with mu = +1), and PSPL variants suffixed by what differs from the defaults, e.g.
-        ``pspl_alpha0.3``, ``pspl_paper_ssim``, ``pspl_reflect``.
+        ``l1`` / ``l2`` (plain), ``warmup`` (plain with lr warm-up), ``pspl``, ``easy_first`` (PSPL with
+        mu = +1), ``uniform`` and ``contrast`` (the two halves of PSPL, see ``pspl.PSPLLoss``), each suffixed
+        by what differs from the defaults: ``_alpha0.3``, ``_beta0.5``, ``_paper_ssim``, ``_reflect``,
+        ``_f32moments`` (the attention's settings), ``_lrx2`` and ``_beta2_0.99`` (the optimiser's), e.g.
+        ``uniform_alpha0.3`` or ``l1_lrx0.5``.
         """
         if self.weighting == "none":
-            return "warmup" if self.warmup_epochs else self.base
-        if self.weighting == "uniform":
-            return "uniform"
-        name = "easy_first" if self.mu > 0 else "pspl"
-        if self.alpha != 1.0 or self.beta != 0.0:
-            name += f"_alpha{self.alpha:g}" + (f"_beta{self.beta:g}" if self.beta else "")
-        if self.ssim == "paper":
-            name += "_paper_ssim"
-        if self.padding == "reflect":
-            name += "_reflect"
+            name = "warmup" if self.warmup_epochs else self.base
+        else:
+            name = {"pspl": "easy_first" if self.mu > 0 else "pspl"}.get(self.weighting, self.weighting)
+            if self.mu != -1.0 and not (self.weighting == "pspl" and self.mu == 1.0):
+                name += f"_mu{self.mu:g}"
+            if self.alpha != 1.0 or self.beta != 0.0:
+                name += f"_alpha{self.alpha:g}" + (f"_beta{self.beta:g}" if self.beta else "")
+            if self.ssim == "paper":
+                name += "_paper_ssim"
+            if self.padding == "reflect":
+                name += "_reflect"
+            if self.moments == "float32":
+                name += "_f32moments"
+        if self.lr_mult != 1.0:
+            name += f"_lrx{self.lr_mult:g}"
+        if self.adam_beta2 != 0.999:
+            name += f"_beta2_{self.adam_beta2:g}"
         return name
+
+    def numerics(self) -> str:
+        """What the machine does to the arithmetic, e.g. ``cpu``, ``cuda``, ``cuda-bf16-cl``.
+
+        The device type the run resolves to (``device="auto"`` follows the machine), then ``bf16`` when
+        autocast takes effect (CUDA only), ``cl`` for channels_last and ``compile``: each can change the
+        numbers a run produces, so each is part of the run's identity.
+        """
+        kind = resolve_device(self.device).type
+        flags = [kind] + ["bf16"] * (self.amp and kind == "cuda") + ["cl"] * self.channels_last
+        return "-".join(flags + ["compile"] * self.compile)
 
     def describe(self) -> str:
         """One line for figure footnotes: the data, model size, schedule and loss that made a result."""
@@ -94,8 +124,10 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def run_id(self) -> str:
-        """``<model>-<size>-x<scale>-<arm>-s<seed>-<hash>``; the hash covers every field that changes results."""
+        """``<model>-<size>-x<scale>-<arm>-s<seed>-<hash>``; the hash covers every field that changes results
+        and ``numerics()``, so an fp32 and a bf16 run (or a CPU and a CUDA run) never share a folder."""
         science = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        science["numerics"] = self.numerics()
         digest = hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.model}-{self.size}-x{self.scale}-{self.arm}-s{self.seed}-{digest}"
 
@@ -115,14 +147,25 @@ class RunConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-EXECUTION_FIELDS = ("device", "amp", "channels_last", "compile", "workers")
+EXECUTION_FIELDS = ("device", "amp", "channels_last", "compile", "workers", "loader")
+
+
+def resolve_device(name: str = "auto"):
+    """``"auto"`` -> cuda if available, else mps, else cpu; other names as given. Returns a torch.device."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    return torch.device(name)
 
 
 def _loss(c: RunConfig) -> str:
+    optim = (f", lr x{c.lr_mult:g}" if c.lr_mult != 1 else "") + (f", Adam beta2 {c.adam_beta2:g}"
+                                                                  if c.adam_beta2 != 0.999 else "")
     if c.weighting == "none":
-        return c.base.upper() + (f" with a {c.warmup_epochs:g}-epoch lr warm-up" if c.warmup_epochs else "")
-    return (f"{c.weighting.upper()} on {c.base.upper()} (SSIM {c.ssim}, gamma {c.gamma:g}, mu {c.mu:g}, "
-            f"alpha {c.alpha:g}, beta {c.beta:g})")
+        return c.base.upper() + (f" with a {c.warmup_epochs:g}-epoch lr warm-up" if c.warmup_epochs else "") + optim
+    return (f"{c.weighting.upper()} on {c.base.upper()} (SSIM {c.ssim}, {c.moments} moments, gamma {c.gamma:g}, "
+            f"mu {c.mu:g}, alpha {c.alpha:g}, beta {c.beta:g}{optim})")
 
 
 def describe_grid(configs) -> str:
@@ -134,36 +177,41 @@ def describe_grid(configs) -> str:
     seeds = sorted({k.seed for k in configs})
     paper = PROFILES["paper"]
     same = all(getattr(c, k) == paper[k] for k in ("dataset", "size", "epochs", "iters_per_epoch", "batch", "patch"))
+    numerics = ", ".join(sorted({k.numerics() for k in configs}))
     return (f"{models} x{c.scale} {c.channels.upper()} on {data}: {c.epochs} epochs x {c.iters_per_epoch} it x "
             f"batch {c.batch}, LR patch {c.patch}, lr {c.lr:g} x{c.lr_decay:g} at {list(c.milestones)}; {arms}; "
-            f"seeds {seeds}. " + ("The paper's schedule." if same else
+            f"seeds {seeds}; numerics {numerics}. " + ("The paper's schedule." if same else
                                    "Not the paper's setting (DIV2K, full models, 300 x 1000 it x batch 16)."))
 
 
 def validate(c: RunConfig) -> None:
     """Raise ValueError with one line naming the first invalid field of ``c``."""
-    from pspl_nb.models import MODELS
+    from pspl_nb.models import MODEL_CARDS, MODELS
     from pspl_nb.pspl import BASES, SSIM_MODES, check_schedule
+    from pspl_nb.ssim import MOMENTS
 
     def bad(name, why):
         raise ValueError(f"RunConfig.{name}={getattr(c, name)!r}: {why}")
 
     choices = {"model": tuple(MODELS), "size": ("full", "tiny"), "channels": ("rgb", "y"),
                "dataset": ("div2k", "embedded"), "base": BASES, "weighting": WEIGHTINGS, "ssim": SSIM_MODES,
-               "padding": ("zeros", "reflect"), "device": ("auto", "cpu", "cuda", "mps")}
+               "padding": ("zeros", "reflect"), "moments": MOMENTS, "device": ("auto", "cpu", "cuda", "mps"),
+               "loader": LOADERS}
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             bad(name, f"expected one of {allowed}")
-    if c.scale not in (2, 3, 4, 8):
-        bad("scale", "expected 2, 3, 4 or 8")
-    if c.model == "lapsrn" and c.scale not in (2, 4, 8):
-        bad("scale", "LapSRN upsamples in x2 levels: 2, 4 or 8")
+    scales = MODEL_CARDS[c.model].scales
+    if c.scale not in scales:
+        why = " (LapSRN upsamples in x2 levels)" if c.model == "lapsrn" else ""
+        bad("scale", f"{c.model} supports scales {scales}{why}")
     for name in ("patch", "batch", "iters_per_epoch", "epochs"):
         if not (isinstance(getattr(c, name), int) and getattr(c, name) > 0):
             bad(name, "must be a positive integer")
-    for name in ("lr", "rgb_range"):
+    for name in ("lr", "lr_mult", "rgb_range"):
         if not getattr(c, name) > 0:
             bad(name, "must be > 0")
+    if not 0 < c.adam_beta2 < 1:
+        bad("adam_beta2", "must be in (0, 1)")
     if not 0 < c.lr_decay <= 1:
         bad("lr_decay", "must be in (0, 1]")
     if c.warmup_epochs < 0:
@@ -174,6 +222,8 @@ def validate(c: RunConfig) -> None:
         bad("val_set", f"must be one of eval_sets {c.eval_sets}")
     if c.val_set in TEST_SETS:
         bad("val_set", f"{TEST_SETS} are test sets; selecting the best epoch on them leaks the test")
+    if not isinstance(c.eval_sets, tuple) or not isinstance(c.test_sets, tuple):
+        bad("eval_sets" if not isinstance(c.eval_sets, tuple) else "test_sets", "must be a tuple of set names")
     if c.workers < 0:
         bad("workers", "must be >= 0")
     try:
@@ -185,41 +235,55 @@ def validate(c: RunConfig) -> None:
 TEST_SETS = ("Set5", "Set14", "B100", "Urban100")
 
 # Named starting points. Times are measured on the 2-core CPU the kit is developed on (README).
+_EMBEDDED = dict(dataset="embedded", size="tiny", val_set="embedded_valid", eval_sets=("embedded_valid", "embedded_tune"))
+_DIV2K = dict(dataset="div2k", size="full", patch=48, batch=16, iters_per_epoch=1000, val_set="DIV2K_valid",
+              eval_sets=("DIV2K_valid",), workers=4)
 PROFILES = {
     # CI: seconds per run, only proves the machinery works
-    "smoke": dict(dataset="embedded", size="tiny", patch=16, batch=4, iters_per_epoch=12, epochs=3,
-                  milestones=(2,), lr=5e-4, val_set="embedded_valid", eval_sets=("embedded_valid",),
+    "smoke": dict(_EMBEDDED, patch=16, batch=4, iters_per_epoch=12, epochs=3, milestones=(2,), lr=5e-4,
                   eval_limit=2, attention_steps=(0.25, 1, 2)),
-    # make reproduce: small models on the embedded images, long enough for curves to separate (or not)
-    "cpu": dict(dataset="embedded", size="tiny", patch=24, batch=16, iters_per_epoch=40, epochs=12,
-                milestones=(9,), lr=5e-4, val_set="embedded_valid", eval_sets=("embedded_valid",),
+    # make reproduce: small models on the embedded images, long enough for curves to separate (or not).
+    # An epoch is 40 iterations, so PSPL's weights flatten (within 10%, alpha 1) by iteration ~220: 47% of
+    # the run and shorter than Adam's ~1000-step second-moment memory, unlike the paper (2% of the run).
+    "cpu": dict(_EMBEDDED, patch=24, batch=16, iters_per_epoch=40, epochs=12, milestones=(9,), lr=5e-4,
                 attention_steps=(0.1, 0.25, 0.5, 1, 2, 4, 8)),
-    # one GPU, DIV2K, published architectures, EDSR-PyTorch epochs, half the paper's schedule
-    "gpu": dict(dataset="div2k", size="full", patch=48, batch=16, iters_per_epoch=1000, epochs=150,
-                milestones=(100,), val_set="DIV2K_valid", eval_sets=("DIV2K_valid",), eval_limit=10,
-                amp=True, channels_last=True, workers=4),
-    # exactly the official settings (REFERENCE section 5): 300 epochs, lr halved at 200
-    "paper": dict(dataset="div2k", size="full", patch=48, batch=16, iters_per_epoch=1000, epochs=300,
-                  milestones=(200,), lr=1e-4, val_set="DIV2K_valid", eval_sets=("DIV2K_valid",), workers=4),
+    # the cpu profile with PSPL's schedule in proportion: 200 iterations per epoch, so the weights flatten
+    # after ~1100 iterations (longer than Adam's memory) and 14% of the run; smaller batches pay for it
+    "cpu_long": dict(_EMBEDDED, patch=16, batch=8, iters_per_epoch=200, epochs=40, milestones=(30,), lr=5e-4,
+                     attention_steps=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16)),
+    # one GPU, DIV2K, published architectures, EDSR-PyTorch epochs, half the paper's schedule, bf16
+    "gpu": dict(_DIV2K, epochs=150, milestones=(100,), amp=True, channels_last=True),
+    # exactly the official settings (docs/official_code.md#training-schedule): 300 epochs, lr halved at 200
+    "paper": dict(_DIV2K, epochs=300, milestones=(200,), lr=1e-4),
+    # make rehearse: the gpu profile's code path (DIV2K layout and loader, every evaluation set, bf16 on
+    # CUDA, loader workers) on a schedule of minutes; tiny models on a CPU, the full ones on CUDA
+    "rehearse": dict(_DIV2K, size="tiny", patch=24, batch=4, iters_per_epoch=4, epochs=2, milestones=(1,),
+                     amp=True, channels_last=True, workers=2, lr=5e-4, attention_steps=(0.5, 1)),
 }
+# what `rehearse` changes on a CUDA machine: the published architectures and more iterations
+REHEARSE_CUDA = dict(size="full", batch=16, patch=48, iters_per_epoch=100)
 
 
-# seeds per arm that notebooks train for each profile
-SEEDS = {"smoke": (0, 1), "cpu": (0, 1, 2), "gpu": (0, 1, 2), "paper": (0, 1)}
+# seeds per arm that notebooks train for each profile (the committed reference grid has 8: README)
+SEEDS = {"smoke": (0, 1), "cpu": (0, 1, 2), "cpu_long": (0, 1, 2), "gpu": (0, 1, 2), "paper": (0, 1),
+         "rehearse": (0, 1)}
 
 
 def profile(name: str, **overrides) -> RunConfig:
     """The ``RunConfig`` of profile ``name`` with ``overrides`` applied (field=value)."""
     if name not in PROFILES:
         raise ValueError(f"profile={name!r}: expected one of {tuple(PROFILES)}")
-    return RunConfig(**{**PROFILES[name], **overrides})
+    fields = dict(PROFILES[name])
+    if name == "rehearse" and resolve_device(overrides.get("device", "auto")).type == "cuda":
+        fields.update(REHEARSE_CUDA)
+    return RunConfig(**{**fields, **overrides})
 
 
 # Wall time of `make reproduce PROFILE=<name>` (all notebooks). smoke/cpu: measured on the 2-core development
 # CPU; gpu/paper: estimated from a measured 1000-iteration EDSR-baseline x2 epoch on one H100 (12-20 s with
 # evaluation, bench/gpu_results) times the notebooks' ~40 runs, before the larger x4 models.
-EXPECTED_TIME = {"smoke": "~2 min (2-core CPU)", "cpu": "~29 min (2-core CPU)",
-                 "gpu": "~1-2 days (one H100)", "paper": "~1 week (one H100)"}
+EXPECTED_TIME = {"smoke": "~2 min (2-core CPU)", "cpu": "~29 min (2-core CPU)", "cpu_long": "~2 h (2-core CPU)",
+                 "gpu": "~1-2 days (one H100)", "paper": "~1 week (one H100)", "rehearse": "~3 min (2-core CPU)"}
 
 
 def profiles_table():

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from pspl_nb.data import EvalPair, prepare_pair, y_uint8
-from pspl_nb.metrics import psnr, ssim, to_uint8
+from pspl_nb.metrics import scores_on_device, to_uint8
 from pspl_nb.resize import imresize
 
 
@@ -49,31 +49,42 @@ class Bicubic(nn.Module):
 
 
 @torch.no_grad()
-def super_resolve(model: nn.Module, lr: np.ndarray, channels: str = "rgb", rgb_range: float = 255.0,
-                  device=None) -> np.ndarray:
-    """SR of one uint8 RGB LR image (h, w, 3) -> uint8 (s h, s w, C), C = 3 for "rgb", 1 for "y"."""
+def _forward_quantised(model: nn.Module, lr: np.ndarray, channels: str, rgb_range: float, device) -> torch.Tensor:
+    """SR of one uint8 RGB LR image as a float (1, C, sh, sw) tensor of uint8 values, on the model's device."""
     device = device or next(model.parameters(), torch.empty(0)).device
     was_training = model.training
     model.eval()
     sr = model(to_tensor(as_channels(lr, channels), rgb_range, device))
     model.train(was_training)
-    return to_uint8(sr.float(), rgb_range)
+    # EDSR-PyTorch's quantize: to [0, 255], clamp, round half to even (as numpy's and torch's round)
+    return sr.float().mul(255.0 / rgb_range).clamp_(0, 255).round_()
+
+
+@torch.no_grad()
+def super_resolve(model: nn.Module, lr: np.ndarray, channels: str = "rgb", rgb_range: float = 255.0,
+                  device=None) -> np.ndarray:
+    """SR of one uint8 RGB LR image (h, w, 3) -> uint8 (s h, s w, C), C = 3 for "rgb", 1 for "y"."""
+    return to_uint8(_forward_quantised(model, lr, channels, rgb_range, device).to(torch.uint8))
 
 
 def evaluate(model: nn.Module, pairs, scale: int, channels: str = "rgb", rgb_range: float = 255.0,
-             device=None) -> pd.DataFrame:
-    """PSNR (dB) and SSIM of ``model`` on each ``EvalPair`` (uint8 RGB ``lr``, ``hr``).
+             device=None, edsr_metric: bool = False) -> pd.DataFrame:
+    """PSNR (dB) and SSIM of ``model`` on each ``EvalPair`` (uint8 RGB ``lr``, ``hr``), scored on its device.
 
-    Protocol (REFERENCE section 3): uint8 output, Y channel (BT.601), ``scale`` pixels shaved on each side,
-    PSNR per image with peak 255, MATLAB-style SSIM. Y-channel models are scored on their own uint8 luma.
-    Returns one row per image: ``image, psnr, ssim``.
+    Protocol (docs/protocol.md): uint8 output, Y channel (BT.601), ``scale`` pixels shaved on each side,
+    PSNR per image with peak 255, MATLAB-style SSIM (``metrics.scores_on_device``, equal to ``metrics.psnr``
+    and ``metrics.ssim``). Y-channel models are scored on their own uint8 luma. ``edsr_metric`` adds
+    ``edsr_psnr``: EDSR-PyTorch's metric for non-benchmark sets such as DIV2K validation (all channels,
+    shave ``scale + 6``; ``metrics.edsr_psnr``).
+    Returns one row per image: ``image, psnr, ssim`` (and ``edsr_psnr``).
     """
     rows = []
     for p in pairs:
-        sr = super_resolve(model, p.lr, channels, rgb_range, device)
-        hr = as_channels(p.hr, channels)
-        rows.append(dict(image=p.name, psnr=psnr(sr, hr, scale, y_channel=channels == "rgb"),
-                         ssim=ssim(sr, hr, scale, y_channel=channels == "rgb")))
+        sr = _forward_quantised(model, p.lr, channels, rgb_range, device)
+        hr = torch.from_numpy(np.ascontiguousarray(as_channels(p.hr, channels).transpose(2, 0, 1)))[None].to(sr.device)
+        scores = scores_on_device(sr, hr, scale, y_channel=channels == "rgb",
+                                  edsr_shave=scale + 6 if edsr_metric else None)
+        rows.append(dict(image=p.name, **scores))
     return pd.DataFrame(rows)
 
 

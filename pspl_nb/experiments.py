@@ -1,5 +1,25 @@
-"""Grids of runs: arms x seeds x models, run in parallel processes, returned as one tidy table."""
+"""Grids of runs: which arms answer which question, and how a grid is run (processes, GPUs, a cluster).
+
+A grid is a list of ``RunConfig``. ``run_grid`` trains (or loads) each in parallel processes and returns
+one tidy table; every run still has its own folder, so a half-finished grid resumes where it stopped and
+a run asked for twice is trained once (``pspl_nb.runs``). On a GPU, several small runs share the chip:
+``probe_concurrency`` measures how many. A grid larger than one machine goes to SLURM through submitit
+(``submit_grid``), with the same train-or-load folders.
+
+The arms (docs/method.md says what PSPL is; these say what could explain its gains):
+
+    DESIGN     l1, pspl, uniform (PSPL's rising global scale, no pixel contrast) and contrast (PSPL's pixel
+               contrast at a constant scale): the 2x2 of {scale, contrast}
+    LR_SWEEP   l1 and pspl at lr x0.5, x2, x4: does a larger step alone give PSPL's gain, and is each arm
+               compared at its own best lr?
+    ADAM       l1 and pspl with Adam beta2 = 0.99 (a ~100-step second-moment memory instead of ~1000)
+    VARIANTS   easy_first (mu = +1), alpha 0.3 with its own uniform and contrast controls, the paper's SSIM
+               constants, reflect padding, the official float32 SSIM arithmetic, and plain L1 with an lr
+               warm-up as long as PSPL's slow start
+"""
+import argparse
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -7,13 +27,23 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from pspl_nb.config import RunConfig
+from pspl_nb.config import SEEDS, RunConfig, profile, resolve_device
 from pspl_nb.models import MODEL_CARDS
 from pspl_nb.train import train
 
 # columns copied from each run's config into the tidy table
 ID_COLUMNS = ("run_id", "arm", "model", "size", "scale", "seed", "dataset", "weighting", "base", "alpha",
-              "mu", "ssim", "padding", "warmup_epochs")
+              "mu", "ssim", "padding", "moments", "lr_mult", "adam_beta2", "warmup_epochs")
+
+DESIGN = {"l1": dict(weighting="none"), "pspl": dict(weighting="pspl"), "uniform": dict(weighting="uniform"),
+          "contrast": dict(weighting="contrast")}
+LR_SWEEP = {f"{arm}_lrx{m:g}": dict(weighting=w, lr_mult=m) for arm, w in (("l1", "none"), ("pspl", "pspl"))
+            for m in (0.5, 2.0, 4.0)}
+ADAM = {f"{arm}_beta2_0.99": dict(weighting=w, adam_beta2=0.99) for arm, w in (("l1", "none"), ("pspl", "pspl"))}
+VARIANTS = {"easy_first": dict(mu=1.0), "pspl_alpha0.3": dict(alpha=0.3),
+            "uniform_alpha0.3": dict(weighting="uniform", alpha=0.3),
+            "contrast_alpha0.3": dict(weighting="contrast", alpha=0.3), "pspl_paper_ssim": dict(ssim="paper"),
+            "pspl_reflect": dict(padding="reflect"), "pspl_f32moments": dict(moments="float32")}
 
 
 def canonical(c: RunConfig, model: str) -> RunConfig:
@@ -25,23 +55,22 @@ def canonical(c: RunConfig, model: str) -> RunConfig:
     return c.replace(model=model, base="l2" if card.loss.startswith("MSE") else "l1", channels=card.channels.lower())
 
 
-def control_arms(warmup_epochs: float) -> list[dict]:
-    """The arms of notebook 07 as RunConfig changes: plain L1, PSPL, and what could explain PSPL's gains.
-
-    uniform: PSPL's batch-mean weight, no pixel contrast. easy_first: mu = +1. warmup: plain L1 with a
-    linear lr warm-up as long as PSPL's slow start (``stats.warmup_matching``). Then PSPL with alpha 0.3
-    (the official default before publication), range-matched SSIM constants, and reflect padding.
-    """
-    return [dict(weighting="none"), dict(weighting="pspl"), dict(weighting="uniform"), dict(mu=1.0),
-            dict(weighting="none", warmup_epochs=round(warmup_epochs, 2)), dict(alpha=0.3), dict(ssim="paper"),
-            dict(padding="reflect")]
-
-
 def tidy(history: pd.DataFrame) -> pd.DataFrame:
     """A run's history with its identifying config fields prepended as columns."""
     c = history.attrs["config"]
     ids = {"run_id": c.run_id(), "arm": c.arm, **{k: getattr(c, k) for k in ID_COLUMNS[2:]}}
     return pd.concat([pd.DataFrame({k: [v] * len(history) for k, v in ids.items()}), history], axis=1)
+
+
+# ---- running a grid --------------------------------------------------------------------------------------
+
+def _claim_slot(counter, gpus: tuple) -> None:
+    """Worker initialiser: the k-th worker process takes GPU ``gpus[k % len(gpus)]`` (before CUDA starts)."""
+    with counter.get_lock():
+        k = counter.value
+        counter.value += 1
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus[k % len(gpus)])
 
 
 def _run(args):
@@ -50,61 +79,200 @@ def _run(args):
     return tidy(train(c, results=results, data_root=data_root, progress=False))
 
 
-def run_grid(configs, jobs: int = 1, results=None, data_root=None, progress=None) -> pd.DataFrame:
+def run_grid(configs, jobs="auto", results=None, data_root=None, progress=None, gpus=None) -> pd.DataFrame:
     """Train (or load) every config and return all histories stacked, one row per run and epoch.
 
     Args:
         configs: iterable of RunConfig; duplicates (same run id) run once. Finished runs are loaded.
-        jobs: parallel processes; each gets ``cpu_count // jobs`` torch threads. 1 runs in this process.
+        jobs: parallel processes, or "auto": on CPU one per core (capped at 2 per run's share of threads),
+            on CUDA ``probe_concurrency`` per GPU times the GPUs. 1 runs in this process.
         results, data_root: as in ``train``. progress: a bar over runs (None: off when ``CI`` is set).
+        gpus: GPU indices to spread workers over (None: every visible GPU when the runs use CUDA). Worker k
+            sees only ``gpus[k % len(gpus)]``, so N jobs on one GPU share it and jobs spread over several.
     Returns:
         DataFrame with ``ID_COLUMNS`` then the history columns (epoch, psnr_<set>, ...).
     """
     unique = list({c.run_id(): c for c in configs}.values())
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    cuda = bool(unique) and resolve_device(unique[0].device).type == "cuda"
+    if gpus is None:
+        gpus = tuple(range(torch.cuda.device_count())) if cuda else ()
+    if jobs == "auto":
+        jobs = probe_concurrency(unique[0])["best"] * max(1, len(gpus)) if cuda else min(2, os.cpu_count() or 1)
+    jobs = max(1, min(int(jobs), len(unique)))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     work = [(c, results, data_root, threads) for c in unique]
     show = (not os.environ.get("CI")) if progress is None else progress
+    tables = []
     with tqdm(total=len(work), desc="runs", disable=not show) as bar:
-        if jobs <= 1:
-            tables = []
-            for w in work:
-                tables.append(tidy(train(w[0], results=results, data_root=data_root, progress=show)))
+        if jobs == 1:
+            for c, *_ in work:
+                tables.append(tidy(train(c, results=results, data_root=data_root, progress=show)))
                 bar.update(1)
         else:
-            # spawn: a forked child would inherit this process's torch thread pool and deadlock
-            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                tables = []
+            # spawn: a forked child would inherit this process's torch thread pool (and CUDA state) and hang
+            ctx = get_context("spawn")
+            with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_claim_slot,
+                                     initargs=(ctx.Value("i", 0), tuple(gpus))) as pool:
                 for table in pool.map(_run, work):
                     tables.append(table)
                     bar.update(1)
     return pd.concat(tables, ignore_index=True)
 
 
-def critical_grid(profile_name: str, seeds=None, model: str = "edsr_baseline") -> list:
-    """Every run of notebook 07 for a profile: ``control_arms`` x seeds, the warm-up length taken from
-    the profile's seed-0 PSPL run (trained first if needed)."""
-    from pspl_nb.config import SEEDS, profile
+def _probe_worker(args) -> float:
+    """Seconds for ``steps`` training steps of ``c`` after ``warmup`` (random data; one process's share)."""
+    from pspl_nb.models import build_model
+    from pspl_nb.train import make_criterion, train_step
+
+    c, steps, warmup, barrier = args
+    device = resolve_device(c.device)
+    torch.manual_seed(0)
+    channels = 1 if c.channels == "y" else 3
+    model = build_model(c.model, c.scale, c.size, channels, c.rgb_range).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)
+    criterion = make_criterion(c)
+    low = torch.rand(c.batch, channels, c.patch, c.patch, device=device) * c.rgb_range
+    high = torch.rand(c.batch, channels, c.patch * c.scale, c.patch * c.scale, device=device) * c.rgb_range
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.amp and device.type == "cuda")
+    for _ in range(warmup):
+        train_step(model, criterion, optimizer, low, high, 1.0, amp)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    barrier.wait()  # all processes start timing together
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, criterion, optimizer, low, high, 1.0, amp)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def probe_concurrency(c: RunConfig, candidates=(1, 2, 4, 8), steps: int = 50, warmup: int = 10,
+                      gain: float = 1.1) -> dict:
+    """How many copies of run ``c`` to train at once on one device, measured.
+
+    For each n in ``candidates`` n processes each time ``steps`` training steps of ``c`` (random batches of
+    its shape) at the same moment; the aggregate pace is n * steps / (slowest process's seconds). The
+    answer is the smallest n whose pace no larger candidate beats by more than ``gain`` (10%): a small
+    model that leaves a GPU idle between kernel launches gains from company, a large one does not.
+
+    Returns:
+        dict(best=n, it_per_s={n: aggregate iterations per second}).
+    """
+    ctx = get_context("spawn")
+    pace = {}
+    for n in candidates:
+        barrier = ctx.Manager().Barrier(n)
+        with ProcessPoolExecutor(n, mp_context=ctx) as pool:
+            seconds = list(pool.map(_probe_worker, [(c, steps, warmup, barrier)] * n))
+        pace[n] = n * steps / max(seconds)
+    best = candidates[0]
+    for n in candidates[1:]:
+        if pace[n] > gain * pace[best]:
+            best = n
+    return dict(best=best, it_per_s=pace)
+
+
+def submit_grid(configs, folder, cluster: str | None = None, results=None, data_root=None, **parameters):
+    """Send every config to a cluster as one job each, through submitit; returns the submitit jobs.
+
+    Args:
+        configs: RunConfigs (duplicates submitted once). Each job calls ``train``: train-or-load in the same
+            run folders, so resubmitting a half-finished grid trains only what is missing.
+        folder: submitit's log folder. cluster: "slurm", "local" (subprocesses on this machine, what the
+            tests use) or None (submitit's choice: SLURM where ``sbatch`` exists, else local).
+        parameters: submitit/SLURM settings, e.g. ``slurm_partition="gpu", gpus_per_node=1, timeout_min=600``.
+    ``collect(jobs)`` waits for them and stacks their tidy tables.
+    """
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    executor.update_parameters(**parameters)
+    unique = list({c.run_id(): c for c in configs}.values())
+    with executor.batch():
+        jobs = [executor.submit(_run, (c, results, data_root, max(1, (os.cpu_count() or 1)))) for c in unique]
+    return jobs
+
+
+def collect(jobs) -> pd.DataFrame:
+    """Wait for submitit jobs of ``submit_grid`` and stack their tidy tables (raises the first job's error)."""
+    return pd.concat([job.result() for job in jobs], ignore_index=True)
+
+
+# ---- which runs answer which question --------------------------------------------------------------------
+
+def arms(groups=("design",), warmup_epochs: float | None = None) -> dict:
+    """{arm label: RunConfig changes} for the named groups: design, lr_sweep, adam, variants (module
+    docstring), plus "warmup" when ``warmup_epochs`` is given."""
+    table = {"design": DESIGN, "lr_sweep": LR_SWEEP, "adam": ADAM, "variants": VARIANTS}
+    out = {}
+    for g in groups:
+        if g not in table:
+            raise ValueError(f"arms: unknown group {g!r}, expected one of {tuple(table)}")
+        out.update(table[g])
+    if warmup_epochs is not None:
+        out["warmup"] = dict(weighting="none", warmup_epochs=round(warmup_epochs, 2))
+    return out
+
+
+def critical_grid(profile_name: str, seeds=None, model: str = "edsr_baseline", groups=("design",),
+                  warmup: bool = False, results=None, data_root=None) -> list:
+    """The runs of notebook 07 (and of the committed reference grid, with more groups and seeds):
+    ``arms(groups)`` x seeds; with ``warmup`` also the lr warm-up control, whose length is measured on the
+    profile's first-seed PSPL run (trained first if needed, ``stats.warmup_matching``)."""
     from pspl_nb.stats import warmup_matching
 
     base = profile(profile_name, model=model)
-    seeds = SEEDS[profile_name] if seeds is None else seeds
-    first = train(base.replace(weighting="pspl", seed=seeds[0]), progress=False)
-    warmup = warmup_matching(first, base.gamma)
-    return [base.replace(seed=s, **arm) for arm in control_arms(warmup) for s in seeds]
+    seeds = SEEDS[profile_name] if seeds is None else tuple(seeds)
+    length = None
+    if warmup:
+        first = train(base.replace(weighting="pspl", seed=seeds[0]), results=results, data_root=data_root,
+                      progress=False)
+        length = warmup_matching(first, base.gamma)
+    return [base.replace(seed=s, **arm) for arm in arms(groups, length).values() for s in seeds]
+
+
+def table1_grid(profile_name: str, seeds=None, scale: int = 4) -> list:
+    """The runs of Table 1: five models x {plain, PSPL} at ``scale``, each with its official loss and
+    channels; on DIV2K every benchmark is a test set, scored on all its images after the last epoch."""
+    from pspl_nb.reference import MODELS, SETS
+
+    base = profile(profile_name, scale=scale)
+    if base.dataset == "div2k":
+        base = base.replace(test_sets=SETS)
+    seeds = SEEDS[profile_name][:1] if seeds is None else tuple(seeds)
+    return [canonical(base, m).replace(weighting=w, seed=s) for m in MODELS for w in ("none", "pspl") for s in seeds]
+
+
+GRIDS = {"critical": dict(groups=("design",)),
+         "reference": dict(groups=("design", "lr_sweep", "adam", "variants"), warmup=True),
+         "long": dict(groups=("design",))}
 
 
 def main(argv=None) -> None:
-    import argparse
-
     from pspl_nb.config import PROFILES
 
     p = argparse.ArgumentParser(prog="python -m pspl_nb.experiments",
-                                description="Run notebook 07's grid of arms x seeds and write its tidy table.")
+                                description="Run a grid of arms x seeds and write its tidy table.")
     p.add_argument("--profile", default="cpu", choices=tuple(PROFILES))
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--grid", default="critical", choices=(*GRIDS, "table1"))
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the profile's)")
+    p.add_argument("--jobs", default="auto", help="parallel processes, or auto")
+    p.add_argument("--slurm", nargs="*", metavar="KEY=VALUE", default=None,
+                   help="submit to SLURM via submitit instead, e.g. --slurm slurm_partition=gpu gpus_per_node=1")
     p.add_argument("--out", required=True, help="CSV path for the tidy histories")
     a = p.parse_args(argv)
-    table = run_grid(critical_grid(a.profile), jobs=a.jobs)
+    seeds = None if a.seeds is None else range(a.seeds)
+    if a.grid == "table1":
+        configs = table1_grid(a.profile, seeds)
+    else:
+        configs = critical_grid(a.profile, seeds, **GRIDS[a.grid])
+    if a.slurm is not None:
+        params = dict(kv.split("=", 1) for kv in a.slurm)
+        params = {k: int(v) if v.isdigit() else v for k, v in params.items()}
+        table = collect(submit_grid(configs, os.path.splitext(a.out)[0] + "_slurm", "slurm", **params))
+    else:
+        table = run_grid(configs, jobs=a.jobs if a.jobs == "auto" else int(a.jobs))
     table.to_csv(a.out, index=False)
     print(f"{table.run_id.nunique()} runs, {len(table)} rows -> {a.out}")
 

@@ -1,9 +1,13 @@
-"""The field's evaluation protocol (REFERENCE section 3), as EDSR, BasicSR and KAIR report numbers.
+"""The field's evaluation protocol (docs/protocol.md), as EDSR, BasicSR and KAIR report benchmark numbers.
 
 1. quantise SR (and HR) to uint8: clamp, map to [0, 255], round;
 2. Y channel of ITU-R BT.601 for RGB images;
 3. shave ``scale`` pixels on every side;
 4. PSNR with peak 255 / MATLAB-style SSIM (Wang et al. 2004), in float64.
+
+EDSR-PyTorch (and so the official PSPL code) scores every *other* set, DIV2K validation included, on all
+three RGB channels with ``scale + 6`` pixels shaved: ``edsr_psnr`` (docs/protocol.md#edsr-metric). The
+paper's Fig. 4 (34.4 dB) and the published 34.61 dB of EDSR-baseline x2 are in that metric.
 
 Layouts are explicit, never guessed: numpy arrays are (H, W, C) or (H, W); torch tensors are (C, H, W),
 (1, C, H, W) or (H, W). Float inputs need ``data_range`` (1.0 for [0, 1] data, 255 for EDSR's
@@ -75,16 +79,21 @@ def to_uint8(x, data_range=None):
     return np.round(np.clip(x.astype(np.float64) * (255.0 / data_range), 0, 255)).astype(np.uint8)
 
 
-def _prepare(sr, hr, scale, y_channel, data_range):
-    """Steps 1-3 of the protocol: two float64 (H', W', C') arrays on [0, 255], shaved."""
+def _prepare(sr, hr, scale, y_channel, data_range, shave=None):
+    """Steps 1-3 of the protocol: two float64 (H', W', C') arrays on [0, 255], shaved (``shave`` or ``scale``)."""
     sr, hr = to_uint8(sr, data_range), to_uint8(hr, data_range)
     if sr.shape != hr.shape:
         raise ValueError(f"sr and hr must have the same shape, got {sr.shape} and {hr.shape} (as HWC)")
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 0:
         raise ValueError(f"scale (pixels shaved per side) must be an int >= 0, got {scale!r}")
+    if shave is None:
+        shave = scale
+    elif isinstance(shave, bool) or not isinstance(shave, (int, np.integer)) or shave < 0:
+        raise ValueError(f"shave must be an int >= 0 (pixels per side), got {shave!r}")
+    scale = shave
     h, w = sr.shape[:2]
     if 2 * scale >= min(h, w):
-        raise ValueError(f"shave scale={scale} leaves nothing of an image of shape {sr.shape}")
+        raise ValueError(f"shave={scale} leaves nothing of an image of shape {sr.shape}")
     if y_channel and sr.ndim == 3 and sr.shape[2] == 3:
         sr, hr = rgb_to_y(sr)[..., None], rgb_to_y(hr)[..., None]
     # Grey images are compared as they are, as MATLAB scripts do (no Y of replicated channels).
@@ -93,20 +102,32 @@ def _prepare(sr, hr, scale, y_channel, data_range):
     return sr[crop], hr[crop]
 
 
-def psnr(sr, hr, scale, y_channel=True, data_range=None):
+def psnr(sr, hr, scale, y_channel=True, data_range=None, shave=None):
     """PSNR in dB with peak 255: ``10 log10(255^2 / MSE)``, after the protocol's quantise / Y / shave.
 
     Args:
         sr, hr: images in any layout :func:`to_uint8` accepts, same size.
-        scale: pixels shaved from every side (the SR scale for benchmarks; 0 for none).
+        scale: the SR scale; pixels shaved from every side unless ``shave`` says otherwise (0 for none).
         y_channel: compare BT.601 Y of RGB images (the benchmark convention); else all channels.
         data_range: peak value of float inputs (1.0 or 255).
+        shave: pixels shaved per side; None = ``scale`` (benchmarks). EDSR-PyTorch's DIV2K metric is
+            ``psnr(sr, hr, scale, y_channel=False, shave=scale + 6)`` (``edsr_psnr``).
     Returns:
         Python float; ``inf`` for identical images (after quantisation).
     """
-    sr, hr = _prepare(sr, hr, scale, y_channel, data_range)
+    sr, hr = _prepare(sr, hr, scale, y_channel, data_range, shave)
     mse = float(np.mean((sr - hr) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def edsr_psnr(sr, hr, scale, data_range=None):
+    """EDSR-PyTorch's PSNR for a non-benchmark set such as DIV2K validation (``utility.calc_psnr``): all
+    channels as they are (RGB for RGB models), ``scale + 6`` pixels shaved per side, peak 255, in dB.
+
+    The metric of the paper's Fig. 4 and of the 34.61 dB published for EDSR-baseline x2; it is *not* the
+    benchmark metric (Y, shave = scale) of Table 1. Arguments as in :func:`psnr`.
+    """
+    return psnr(sr, hr, scale, y_channel=False, data_range=data_range, shave=scale + 6)
 
 
 def _gaussian_window():
@@ -135,7 +156,7 @@ def _ssim_single(a, b):
     return float(ssim_map.mean())
 
 
-def ssim(sr, hr, scale, y_channel=True, data_range=None):
+def ssim(sr, hr, scale, y_channel=True, data_range=None, shave=None):
     """MATLAB-style SSIM (Wang et al. 2004, ``ssim_index.m``) after the protocol's quantise / Y / shave.
 
     11 x 11 Gaussian window (sigma 1.5), valid filtering (no padding), float64 on [0, 255],
@@ -143,12 +164,51 @@ def ssim(sr, hr, scale, y_channel=True, data_range=None):
     ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)``.
 
     Args:
-        sr, hr, scale, y_channel, data_range: as in :func:`psnr`. Without ``y_channel`` the result is the
-            mean over channels of per-channel SSIM.
+        sr, hr, scale, y_channel, data_range, shave: as in :func:`psnr`. Without ``y_channel`` the result
+            is the mean over channels of per-channel SSIM.
     Returns:
         Python float in [-1, 1]; exactly 1.0 for identical images.
     """
-    sr, hr = _prepare(sr, hr, scale, y_channel, data_range)
+    sr, hr = _prepare(sr, hr, scale, y_channel, data_range, shave)
     if min(sr.shape[:2]) < 2 * _SSIM_RADIUS + 1:
         raise ValueError(f"ssim needs at least 11 x 11 pixels after shaving, got {sr.shape[:2]}")
     return float(np.mean([_ssim_single(sr[..., k], hr[..., k]) for k in range(sr.shape[2])]))
+
+
+def scores_on_device(sr, hr, shave: int, y_channel: bool, edsr_shave: int | None = None) -> dict:
+    """The protocol's PSNR and SSIM of one image computed where the model ran (a GPU scores a 2K DIV2K image
+    in milliseconds; numpy on the host needs ~0.3 s for its SSIM alone).
+
+    Args:
+        sr, hr: float tensors (1, C, H, W) of uint8 values on [0, 255] (``sr`` already quantised: clamped
+            and rounded), C = 1 or 3, on any device.
+        shave: pixels shaved per side for ``psnr`` and ``ssim``. y_channel: score BT.601 Y of RGB.
+        edsr_shave: also return ``edsr_psnr``, all channels with this shave (EDSR-PyTorch: scale + 6).
+    Returns:
+        dict of Python floats: psnr (dB), ssim, and edsr_psnr (dB) when asked. Equal to :func:`psnr`,
+        :func:`ssim` and :func:`edsr_psnr` to ~1e-10 (float64 throughout; float32 on MPS, which has no float64).
+    """
+    from pspl_nb.ssim import ssim_map
+
+    wide = torch.float32 if sr.device.type == "mps" else torch.float64
+    sr, hr = sr.to(wide), hr.to(wide)
+
+    def _psnr(a, b):
+        mse = (a - b).square().mean().item()
+        return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+    def _shaved(t, k):
+        return t[..., k : t.shape[-2] - k, k : t.shape[-1] - k]
+
+    out = {}
+    if edsr_shave is not None:
+        out["edsr_psnr"] = _psnr(_shaved(sr, edsr_shave), _shaved(hr, edsr_shave))
+    if y_channel and sr.shape[1] == 3:
+        coeffs = torch.tensor(_Y_COEFFS, dtype=wide, device=sr.device).view(1, 3, 1, 1)
+        sr, hr = ((t / 255.0 * coeffs).sum(1, keepdim=True) + 16.0 for t in (sr, hr))
+    sr, hr = _shaved(sr, shave), _shaved(hr, shave)
+    if min(sr.shape[-2:]) < 2 * _SSIM_RADIUS + 1:
+        raise ValueError(f"ssim needs at least 11 x 11 pixels after shaving, got {tuple(sr.shape[-2:])}")
+    out["psnr"] = _psnr(sr, hr)
+    out["ssim"] = ssim_map(sr, hr, 255.0, "valid", win_size=2 * _SSIM_RADIUS + 1, sigma=_SSIM_SIGMA).mean().item()
+    return out

@@ -10,7 +10,8 @@ import torch
 from pspl_nb import plots
 from pspl_nb.config import SEEDS, RunConfig, profile
 from pspl_nb.data import default_root
-from pspl_nb.train import code_version, resolve_device, results_root
+from pspl_nb.config import resolve_device
+from pspl_nb.runs import code_version, results_root
 
 
 @dataclass

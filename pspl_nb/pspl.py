@@ -19,6 +19,7 @@ from pspl_nb.ssim import MOMENTS, ssim_map
 
 BASES = ("l1", "l2", "charbonnier")
 SSIM_MODES = ("paper", "official")
+WEIGHTS = ("pixel", "mean", "contrast")
 
 
 def check_schedule(gamma: float, alpha: float, beta: float, step: float = 0.0) -> None:
@@ -56,6 +57,26 @@ def attention(ms, step: float, gamma: float = 2.0, mu: float = -1.0, alpha: floa
     return (ms - mu).div_(delta).square_().neg_().exp_().mul_(gamma)
 
 
+def contrast(ms, step: float, mu: float = -1.0, alpha: float = 1.0, beta: float = 0.0) -> torch.Tensor:
+    """Eq. 7's attention divided by its mean over all elements: PSPL's pixel contrast at a constant scale.
+
+    ``Ma / mean(Ma)`` has mean 1 whatever the age, so it keeps which pixels PSPL favours and drops the
+    global loss scale that PSPL's rising mean weight adds (gamma cancels). Computed as ``N * softmax(z)``
+    with ``z = -(ms - mu)^2 / delta^2``: stable even when every Ma underflows to 0 early in training. At
+    delta = 0 (or below the dtype's smallest normal) it is the limit: equal weights on the elements
+    closest to mu, 0 elsewhere. Returns a tensor shaped like ``ms``, values >= 0, mean 1.
+    """
+    check_schedule(1.0, alpha, beta, step)
+    d2 = torch.as_tensor(ms).sub(mu).square_()
+    delta = alpha * step + beta
+    if delta < torch.finfo(d2.dtype).tiny:
+        w = (d2 == d2.min()).to(d2.dtype)
+    else:
+        z = d2.div_(-delta * delta)
+        w = z.sub_(z.max()).exp_()
+    return w.div_(w.mean())
+
+
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, base: str = "l1", eps: float = 1e-3, weight=None) -> torch.Tensor:
     """Mean of L1 |d|, L2 d^2 or Charbonnier sqrt(d^2 + eps^2) over all elements, d = sr - hr; a scalar.
 
@@ -84,8 +105,10 @@ class PSPLLoss(nn.Module):
             as hard. The official code is ``ssim="official", padding="zeros"`` with data on [0, 255].
         padding: "zeros" (official: a 5-pixel border looks artificially similar) or "reflect".
         data_range: L, the range of sr and hr (1.0 or 255.0).
-        pixelwise: False replaces Ma by its batch mean: the ``uniform`` control, with PSPL's global scale
-            and warm-up-like start but no contrast between pixels.
+        weights: "pixel" is PSPL (Eq. 10). The two controls split it into its two parts: "mean" replaces Ma
+            by its batch mean (the ``uniform`` arm: PSPL's rising global scale and warm-up-like start, no
+            contrast between pixels); "contrast" divides Ma by its batch mean (the ``contrast`` arm: PSPL's
+            pixel contrast at a constant scale of 1, see ``contrast``).
         moments: dtype of the SSIM map's local moments, "float64" (exact to ~1e-12) or "float32" (faster on
             CPU, flat regions noisy with the official constants, as in the official code); see ``ssim_map``.
         check_finite: raise ValueError on a non-finite loss. It reads the loss on the host, a GPU
@@ -93,11 +116,12 @@ class PSPLLoss(nn.Module):
             checks the loss after the optimiser step instead.
 
     ``forward(sr, hr, step)`` takes (N, C, H, W) tensors on [0, data_range] and the age in epochs;
-    it returns a scalar. ``last_attention`` holds the detached (N, C, H, W) map of the latest call.
+    it returns a scalar. ``last_attention`` holds the detached (N, C, H, W) Ma of Eq. 7 of the latest call
+    (the weights actually applied, for "mean" and "contrast", are derived from it).
     """
 
     def __init__(self, base="l1", gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, ssim="paper", padding="zeros",
-                 data_range=1.0, pixelwise=True, moments="float64", check_finite=True):
+                 data_range=1.0, weights="pixel", moments="float64", check_finite=True):
         super().__init__()
         check_schedule(gamma, alpha, beta)
         if base not in BASES:
@@ -108,8 +132,10 @@ class PSPLLoss(nn.Module):
             raise ValueError(f"PSPLLoss: padding={padding!r}, expected 'zeros' or 'reflect'")
         if moments not in MOMENTS:
             raise ValueError(f"PSPLLoss: moments={moments!r}, expected one of {MOMENTS}")
+        if weights not in WEIGHTS:
+            raise ValueError(f"PSPLLoss: weights={weights!r}, expected one of {WEIGHTS}")
         self.base, self.gamma, self.mu, self.alpha, self.beta = base, gamma, mu, alpha, beta
-        self.ssim, self.padding, self.data_range, self.pixelwise = ssim, padding, data_range, pixelwise
+        self.ssim, self.padding, self.data_range, self.weights = ssim, padding, data_range, weights
         self.moments, self.check_finite = moments, check_finite
         self.c = (1e-4, 9e-4) if ssim == "official" else ((0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
         self.last_attention = None
@@ -124,10 +150,14 @@ class PSPLLoss(nn.Module):
             ms = ssim_map(sr.detach().to(wide), hr.to(wide), self.data_range, self.padding, *self.c,
                           moments=self.moments)
             ma = attention(ms, step, self.gamma, self.mu, self.alpha, self.beta).to(sr.dtype)
+            if self.weights == "mean":
+                weight = ma.mean()
+            elif self.weights == "contrast":
+                weight = contrast(ms, step, self.mu, self.alpha, self.beta).to(sr.dtype)
+            else:
+                weight = ma
         self.last_attention = ma
-        if not self.pixelwise:
-            ma = ma.mean()
-        loss = pixel_loss(sr, hr, self.base, 1e-3 * self.data_range, weight=ma)
+        loss = pixel_loss(sr, hr, self.base, 1e-3 * self.data_range, weight=weight)
         if self.check_finite and not torch.isfinite(loss):
             bad = "sr" if not torch.isfinite(sr).all() else "hr" if not torch.isfinite(hr).all() else "loss"
             raise ValueError(f"PSPLLoss: non-finite values in {bad} (step={step})")
@@ -135,4 +165,4 @@ class PSPLLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"base={self.base}, gamma={self.gamma}, mu={self.mu}, alpha={self.alpha}, beta={self.beta}, "
-                f"ssim={self.ssim}, padding={self.padding}, data_range={self.data_range}, pixelwise={self.pixelwise}")
+                f"ssim={self.ssim}, padding={self.padding}, data_range={self.data_range}, weights={self.weights}")

@@ -1,27 +1,27 @@
 """Train one run: ``train(config) -> history``, resumable, self-describing and written atomically.
 
-Each run lives in ``results/runs/<run_id>/``::
-
-    config.json     the RunConfig (RunConfig.load gives it back)
-    meta.json       code version, torch, device, state ("running" / "finished")
-    history.csv     one row per epoch: iteration, wall time, loss, lr, PSPL age and attention stats,
-                    PSNR / SSIM on every evaluation set
-    last.pt         everything needed to resume (model, optimiser, age, history, RNG, snapshots)
-    best.pt         model weights of the best validation-PSNR epoch (validation set, never a test set)
-    attention.npz   the attention map of a fixed validation crop at ``config.attention_steps``
+``train`` reads top-down as its stages: join the process group -> take the run folder's lock (another
+process training the same run makes this one wait, then load) -> build the model, optimiser and loss ->
+resume from ``last.pt`` -> make the training batches and load the evaluation sets -> for each epoch, train
+it and close it (evaluate, checkpoint) -> finish (test sets, DDP agreement, "finished"). The folder's
+files are described in ``pspl_nb.runs``.
 
 The PSPL age counts fractional epochs as the official code does (+1/iters_per_epoch before every loss
 call) and, unlike the official code, is restored on resume. The learning rate is a pure function of
 (epoch, age), so resuming needs no scheduler state.
+
+Nothing in the inner loop reads a value back from the device: losses and PSPL weight statistics stay
+there, and the loss is checked for NaN/inf every ``CHECK_EVERY`` steps and at the end of every epoch (one
+synchronisation each), so the host can queue step n + 1 while the device still computes step n.
 """
 import argparse
 import dataclasses
-import json
 import math
 import os
 import random
-import subprocess
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,47 +30,27 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from pspl_nb.config import RunConfig, profile, PROFILES
+from pspl_nb.config import PROFILES, TEST_SETS, RunConfig, profile, resolve_device
 from pspl_nb.data import TrainPatches, load_eval_set
+from pspl_nb.data.datasets import EpochBatches
+from pspl_nb.data.device_patches import DevicePatches
 from pspl_nb.evaluate import as_channels, evaluate, to_tensor
 from pspl_nb.models import build_model
 from pspl_nb.pspl import PSPLLoss, pixel_loss
+from pspl_nb.runs import (atomic_write, code_version, is_finished, load_history, load_model, read_meta,  # noqa: F401
+                          results_root, run_folder, run_lock, save_json, session_entry)
 
-
-
-def results_root() -> Path:
-    """Where runs and notebook outputs go: ``$PSPL_RESULTS`` if set, else ``<repo>/results``."""
-    env = os.environ.get("PSPL_RESULTS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "results"
+CHECK_EVERY = 50  # steps between checks for a non-finite loss: one host synchronisation each
 
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or inf; the run stops and its last good checkpoint is kept."""
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" -> cuda if available, else mps, else cpu."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    return torch.device(name)
-
-
-def code_version() -> str:
-    """``git describe`` of the kit's checkout (with ``-dirty``), or the package version outside git."""
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=10)
-        if out.returncode == 0:
-            return out.stdout.strip()
-    except OSError:
-        pass
-    from pspl_nb import __version__
-    return __version__
-
-
 def learning_rate(c: RunConfig, epoch: int, age: float) -> float:
-    """lr of an iteration of 0-based ``epoch`` at PSPL ``age``: step decay at milestones, linear warm-up."""
-    lr = c.lr * c.lr_decay ** sum(epoch >= m for m in c.milestones)
+    """lr of an iteration of 0-based ``epoch`` at PSPL ``age``: lr * lr_mult, step decay at milestones,
+    linear warm-up."""
+    lr = c.lr * c.lr_mult * c.lr_decay ** sum(epoch >= m for m in c.milestones)
     return lr * min(1.0, age / c.warmup_epochs) if c.warmup_epochs > 0 else lr
 
 
@@ -78,19 +58,9 @@ def make_criterion(c: RunConfig):
     """The run's loss as ``f(sr, hr, age) -> scalar``; a PSPLLoss (``.last_attention``) unless weighting is none."""
     if c.weighting == "none":
         return lambda sr, hr, age: pixel_loss(sr, hr, c.base, 1e-3 * c.rgb_range)
-    return PSPLLoss(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range,
-                    pixelwise=c.weighting == "pspl", check_finite=False)
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename over ``path``: a kill leaves either the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def save_json(path: Path, obj) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
+    weights = {"pspl": "pixel", "uniform": "mean", "contrast": "contrast"}[c.weighting]
+    return PSPLLoss(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range, weights=weights,
+                    moments=c.moments, check_finite=False)
 
 
 class Snapshotter:
@@ -98,27 +68,33 @@ class Snapshotter:
 
     def __init__(self, c: RunConfig, root=None):
         pair = load_eval_set(c.val_set, c.scale, root=root, limit=1)[0]
-        lr = as_channels(pair.lr, c.channels)
-        side = min(48, lr.shape[0], lr.shape[1])  # LR crop; HR crop is side * scale
-        top, left = (lr.shape[0] - side) // 2, (lr.shape[1] - side) // 2
+        low = as_channels(pair.lr, c.channels)
+        side = min(48, low.shape[0], low.shape[1])  # LR crop; HR crop is side * scale
+        top, left = (low.shape[0] - side) // 2, (low.shape[1] - side) // 2
         s = c.scale
-        self.lr = lr[top:top + side, left:left + side]
+        self.lr = low[top:top + side, left:left + side]
         self.hr = as_channels(pair.hr, c.channels)[s * top:s * (top + side), s * left:s * (left + side)]
-        self.loss = PSPLLoss(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range)
+        # no finiteness check here: a diverged step is reported by the trainer's own check, with its iteration
+        self.loss = PSPLLoss(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range,
+                             moments=c.moments, check_finite=False)
         self.c, self.pending, self.taken = c, sorted(c.attention_steps), []
 
     @torch.no_grad()
+    def attention_now(self, model, age: float, device) -> dict:
+        """SR (uint8 (C, h, w)) and PSPL's attention (float32 (C, h, w)) of the crop for ``model`` at ``age``."""
+        model.eval()
+        sr = model(to_tensor(self.lr, self.c.rgb_range, device)).float().clamp(0, self.c.rgb_range)
+        model.train()
+        self.loss(sr, to_tensor(self.hr, self.c.rgb_range, device), age)
+        return dict(age=age, sr=(sr[0] * 255 / self.c.rgb_range).round().byte().cpu().numpy(),
+                    attention=self.loss.last_attention[0].cpu().numpy().astype(np.float32))
+
     def maybe_take(self, model, age: float, device) -> None:
         if not self.pending or age < self.pending[0]:
             return
         while self.pending and age >= self.pending[0]:
             self.pending.pop(0)
-        model.eval()
-        sr = model(to_tensor(self.lr, self.c.rgb_range, device)).float().clamp(0, self.c.rgb_range)
-        model.train()
-        self.loss(sr, to_tensor(self.hr, self.c.rgb_range, device), age)
-        self.taken.append(dict(age=age, sr=(sr[0] * 255 / self.c.rgb_range).round().byte().cpu().numpy(),
-                               attention=self.loss.last_attention[0].cpu().numpy().astype(np.float32)))
+        self.taken.append(self.attention_now(model, age, device))
 
     def save(self, path: Path) -> None:
         if not self.taken:
@@ -149,28 +125,298 @@ def train_step(net, criterion, optimizer, lr_img, hr_img, age: float, amp) -> to
     return loss
 
 
-def rank_batches(iters: int, batch: int, rank: int, world: int):
-    """Index lists per iteration: rank r of ``world`` takes its slice of the global batch, so DDP sees
-    exactly the samples a single process would."""
-    per_rank = batch // world
-    return [list(range(t * batch + rank * per_rank, t * batch + (rank + 1) * per_rank)) for t in range(iters)]
+@dataclass
+class Run:
+    """What the stages of one training run share: its config and folder, where it runs, what it trains,
+    and how far it got (``epoch`` epochs done, ``rows`` of history, ``best`` validation PSNR)."""
+
+    c: RunConfig
+    folder: Path
+    device: torch.device
+    rank: int
+    world: int
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: object
+    snaps: Snapshotter
+    net: torch.nn.Module = None  # what a step calls: the model, maybe channels_last, DDP-wrapped, compiled
+    rows: list = field(default_factory=list)
+    epoch: int = 0
+    best: float = -math.inf
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.pt"
 
 
-def load_history(run_dir: Path) -> pd.DataFrame:
-    """The ``history.csv`` of a run folder, with ``attrs`` run_dir and config."""
-    h = pd.read_csv(run_dir / "history.csv")
-    h.attrs.update(run_dir=str(run_dir), config=RunConfig.load(run_dir / "config.json"))
-    return h
+@dataclass
+class EpochReport:
+    """What ``train_epochs`` yields after each epoch: the history row and the model as it is now."""
+
+    row: dict
+    model: torch.nn.Module
+    run: Run
 
 
-def load_model(c: RunConfig, which: str = "best", results=None, device="cpu") -> torch.nn.Module:
-    """The trained model of a finished (or running) run: ``which`` = "best" (validation PSNR) or "last"."""
-    path = Path(results or results_root()) / "runs" / c.run_id() / f"{which}.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: train(config) first")
-    model = build_model(c.model, c.scale, c.size, 1 if c.channels == "y" else 3, c.rgb_range)
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
-    return model.to(device).eval()
+# ---- stages ----------------------------------------------------------------------------------------------
+
+def join_process_group(c: RunConfig) -> tuple[int, int]:
+    """(rank, world size); under torchrun (``WORLD_SIZE`` > 1) joins the DDP process group first."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() and c.device != "cpu" else "gloo")
+    if c.batch % world:
+        raise ValueError(f"RunConfig.batch={c.batch}: must be divisible by the {world} DDP processes")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def build(c: RunConfig, folder: Path, rank: int, world: int, data_root, force: bool) -> Run:
+    """Device, seeded model, Adam, loss and snapshotter; rank 0 (re)writes config.json and meta.json."""
+    device = resolve_device(c.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(c.seed)
+    model = build_model(c.model, c.scale, c.size, 1 if c.channels == "y" else 3, c.rgb_range).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, betas=(0.9, c.adam_beta2), eps=1e-8)
+    run = Run(c, folder, device, rank, world, model, optimizer, make_criterion(c), Snapshotter(c, data_root))
+    if rank == 0:
+        if force:
+            for name in ("last.pt", "best.pt", "history.csv", "attention.npz", "test_scores.csv", "meta.json"):
+                (folder / name).unlink(missing_ok=True)
+        c.save(folder / "config.json")
+    return run
+
+
+def resume(run: Run) -> None:
+    """Load ``last.pt`` if there is one: weights, optimiser, history, snapshots and random states."""
+    if not run.last.exists():
+        return
+    ck = torch.load(run.last, map_location=run.device, weights_only=False)
+    run.model.load_state_dict(ck["model"])
+    run.optimizer.load_state_dict(ck["optimizer"])
+    run.rows, run.epoch, run.best = ck["history"], ck["epoch"], ck["best"]
+    run.snaps.pending, run.snaps.taken = ck["snapshots_pending"], ck["snapshots"]
+    torch.set_rng_state(ck["rng"]["torch"])
+    np.random.set_state(ck["rng"]["numpy"])
+    random.setstate(ck["rng"]["python"])
+
+
+def wrap_model(run: Run) -> None:
+    """The network the steps call: channels_last, DDP across ranks, torch.compile, as configured."""
+    c, net = run.c, run.model
+    if c.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if run.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    run.net = torch.compile(net) if c.compile else net
+
+
+class Batches:
+    """The batches of every epoch, from the host (a DataLoader whose workers live across epochs) or cut
+    on the device (``DevicePatches``); both give the same uint8 batches for a seed. ``kind`` says which."""
+
+    def __init__(self, run: Run, data_root):
+        c = run.c
+        try:
+            self.patches = TrainPatches(c.dataset, c.scale, c.patch, c.batch, c.iters_per_epoch, c.seed,
+                                        y_channel=c.channels == "y", root=data_root)
+        except ValueError as e:
+            raise ValueError(f"RunConfig.patch={c.patch}: {e}") from None
+        self.kind = c.loader
+        if self.kind == "auto":
+            fits = run.device.type == "cuda" and \
+                DevicePatches.nbytes(self.patches) < torch.cuda.mem_get_info(run.device)[0] / 3
+            self.kind = "device" if fits else "host"
+        self.sampler = EpochBatches(c.iters_per_epoch, c.batch, run.rank, run.world)
+        if self.kind == "device":
+            self.device = DevicePatches(self.patches, run.device)
+        else:
+            self.loader = torch.utils.data.DataLoader(
+                self.patches, batch_sampler=self.sampler, num_workers=c.workers,
+                persistent_workers=c.workers > 0, pin_memory=run.device.type == "cuda")
+
+    def epoch(self, epoch: int):
+        """Yield (lr, hr) uint8 tensors (B, C, p, p), (B, C, sp, sp) of ``epoch``, on the device or the host."""
+        self.sampler.set_epoch(epoch)
+        if self.kind == "device":
+            for indices in self.sampler:
+                yield self.device.batch(epoch, [i for _, i in indices])
+        else:
+            yield from self.loader
+
+
+def load_evaluation(c: RunConfig, data_root) -> dict:
+    """{set name: pairs} of ``eval_sets``; ``eval_limit`` cuts validation sets only, never a test set."""
+    return {name: load_eval_set(name, c.scale, root=data_root, limit=None if name in TEST_SETS else c.eval_limit)
+            for name in c.eval_sets}
+
+
+def check_finite(run: Run, losses: list, first: int, epoch: int) -> None:
+    """Raise NonFiniteLoss naming the first non-finite loss among ``losses[first:]`` (one synchronisation)."""
+    recent = torch.stack(losses[first:])
+    bad = ~torch.isfinite(recent)
+    if bad.any():
+        i = first + int(bad.nonzero()[0, 0])
+        raise NonFiniteLoss(f"{run.c.run_id()}: loss={losses[i].item()} at epoch {epoch + 1}, iteration {i + 1}; "
+                            f"last good checkpoint: {run.last}")
+
+
+def train_epoch(run: Run, batches: Batches, epoch: int, bar) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Train one epoch; returns its per-step losses (iters,) and PSPL (mean, min, max) weights (iters, 3),
+    both still on the device (None for the weights without PSPL)."""
+    c, n = run.c, run.c.iters_per_epoch
+    amp = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=c.amp and run.device.type == "cuda")
+    to_range = c.rgb_range / 255.0  # uint8 batches -> [0, rgb_range]
+    losses, weights, checked = [], [], 0
+    for i, (low, high) in enumerate(batches.epoch(epoch)):
+        age = epoch + (i + 1) / n  # official: +1/iters before each loss call
+        for group in run.optimizer.param_groups:
+            group["lr"] = learning_rate(c, epoch, age)
+        low = low.to(run.device, non_blocking=True).float().mul_(to_range)
+        high = high.to(run.device, non_blocking=True).float().mul_(to_range)
+        if c.channels_last:
+            low = low.contiguous(memory_format=torch.channels_last)
+        losses.append(train_step(run.net, run.criterion, run.optimizer, low, high, age, amp).detach())
+        if c.pspl:
+            weights.append(attention_stats(run.criterion.last_attention))
+        if (i + 1) % CHECK_EVERY == 0:
+            check_finite(run, losses, checked, epoch)
+            checked = i + 1
+        if run.rank == 0:
+            run.snaps.maybe_take(run.model, age, run.device)
+        bar.update(1)
+    check_finite(run, losses, checked, epoch)
+    return torch.stack(losses), (torch.stack(weights) if weights else None)
+
+
+def close_epoch(run: Run, epoch: int, losses, weights, evaluation: dict, started: float) -> dict:
+    """The epoch's history row (rank 0 evaluates every set in ``evaluation``) and its checkpoints.
+
+    ``started`` is ``time.perf_counter()`` at the epoch's start: ``wall_time`` adds training and evaluation.
+    """
+    c, n = run.c, run.c.iters_per_epoch
+    att = weights.cpu() if weights is not None else torch.full((1, 3), math.nan)
+    row = dict(epoch=epoch + 1, iteration=(epoch + 1) * n, wall_time=0.0, loss=losses.mean().item(),
+               lr=learning_rate(c, epoch, epoch + 1.0), age=epoch + 1.0, att_mean=att[:, 0].mean().item(),
+               att_min=att[:, 1].min().item(), att_max=att[:, 2].max().item())
+    if run.rank != 0:
+        return row
+    for name, pairs in evaluation.items():
+        scores = evaluate(run.model, pairs, c.scale, c.channels, c.rgb_range, run.device,
+                          edsr_metric=name not in TEST_SETS)
+        row[f"psnr_{name}"], row[f"ssim_{name}"] = scores.psnr.mean(), scores.ssim.mean()
+        if "edsr_psnr" in scores:
+            row[f"edsr_psnr_{name}"] = scores.edsr_psnr.mean()
+    row["wall_time"] = (run.rows[-1]["wall_time"] if run.rows else 0.0) + time.perf_counter() - started
+    run.rows.append(row)
+    if row[f"psnr_{c.val_set}"] > run.best:
+        run.best = row[f"psnr_{c.val_set}"]
+        atomic_write(run.folder / "best.pt", lambda p: torch.save(
+            dict(model=run.model.state_dict(), epoch=epoch + 1, config=c.to_dict()), p))
+    checkpoint = dict(model=run.model.state_dict(), optimizer=run.optimizer.state_dict(), epoch=epoch + 1,
+                      history=run.rows, best=run.best, snapshots=run.snaps.taken,
+                      snapshots_pending=run.snaps.pending, config=c.to_dict(),
+                      rng=dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate()))
+    atomic_write(run.last, lambda p: torch.save(checkpoint, p))
+    atomic_write(run.folder / "history.csv", lambda p: pd.DataFrame(run.rows).to_csv(p, index=False))
+    run.snaps.save(run.folder / "attention.npz")
+    return row
+
+
+def score_test_sets(run: Run, data_root) -> None:
+    """Score the final model on every image of ``test_sets``: per-image ``test_scores.csv``, and the means as
+    ``psnr_<set>`` / ``ssim_<set>`` in the last history row (the row Table 1 reads)."""
+    c = run.c
+    if not c.test_sets or run.rank != 0 or f"psnr_{c.test_sets[-1]}" in run.rows[-1]:
+        return
+    tables = []
+    for name in c.test_sets:
+        scores = evaluate(run.model, load_eval_set(name, c.scale, root=data_root), c.scale, c.channels,
+                          c.rgb_range, run.device)
+        run.rows[-1][f"psnr_{name}"], run.rows[-1][f"ssim_{name}"] = scores.psnr.mean(), scores.ssim.mean()
+        tables.append(scores.assign(set=name))
+    atomic_write(run.folder / "test_scores.csv", lambda p: pd.concat(tables).to_csv(p, index=False))
+    atomic_write(run.folder / "history.csv", lambda p: pd.DataFrame(run.rows).to_csv(p, index=False))
+
+
+def check_ranks_agree(run: Run) -> None:
+    """Every DDP rank must end with the same weights, or the DDP run is wrong."""
+    flat = torch.cat([p.detach().float().flatten() for p in run.model.parameters()])
+    sums = [torch.zeros(2, device=flat.device) for _ in range(run.world)]
+    dist.all_gather(sums, torch.stack([flat.sum(), flat.abs().sum()]))
+    if not all(torch.allclose(s, sums[0], rtol=1e-6) for s in sums):
+        raise RuntimeError(f"{run.c.run_id()}: DDP ranks ended with different weights: {sums}")
+
+
+def write_meta(run: Run, batches: Batches, state: str, sessions: list) -> None:
+    meta = dict(run_id=run.c.run_id(), state=state, code_version=code_version(), torch=torch.__version__,
+                device=str(run.device), numerics=run.c.numerics(), world_size=run.world, loader=batches.kind,
+                step="compiled model" if run.c.compile else "eager", check_every=CHECK_EVERY, sessions=sessions)
+    if state == "finished" and run.world > 1:
+        meta["ranks_agree"] = True
+    save_json(run.folder / "meta.json", meta)
+
+
+def _all_ranks(flag: bool, world: int) -> bool:
+    """Rank 0's ``flag`` on every rank (a no-op in a single process)."""
+    if world == 1:
+        return flag
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ---- the run ---------------------------------------------------------------------------------------------
+
+def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None, progress=None):
+    """Train (or resume) the run of ``c`` epoch by epoch, yielding an ``EpochReport`` after each one.
+
+    Yields nothing when the run has already finished (unless ``force``). Closing the generator early (a
+    stopped notebook race, Ctrl-C) leaves the last finished epoch's checkpoint to resume from. Arguments
+    as in ``train``.
+    """
+    folder = run_folder(c, results)
+    rank, world = join_process_group(c)
+    with run_lock(folder) if rank == 0 else nullcontext():
+        if _all_ranks(is_finished(folder) and not force, world):
+            return
+        run = build(c, folder, rank, world, data_root, force)
+        if world > 1:
+            dist.barrier()
+        resume(run)
+        wrap_model(run)
+        batches, evaluation = Batches(run, data_root), load_evaluation(c, data_root)
+        sessions = read_meta(folder).get("sessions", []) + [session_entry(run.epoch)]
+        if rank == 0:
+            write_meta(run, batches, "running", sessions)
+        show = (not os.environ.get("CI")) if progress is None else progress
+        bar = tqdm(total=c.epochs * c.iters_per_epoch, initial=run.epoch * c.iters_per_epoch, desc=c.run_id(),
+                   disable=not show or rank != 0, leave=False)
+        for epoch in range(run.epoch, c.epochs):
+            started = time.perf_counter()
+            losses, weights = train_epoch(run, batches, epoch, bar)
+            row = close_epoch(run, epoch, losses, weights, evaluation, started)
+            run.epoch = epoch + 1
+            sessions[-1]["end_epoch"] = run.epoch
+            if rank == 0:
+                write_meta(run, batches, "running", sessions)
+                bar.set_postfix(loss=f"{row['loss']:.3g}", psnr=f"{row.get(f'psnr_{c.val_set}', math.nan):.2f}")
+            if world > 1:
+                dist.barrier()
+            yield EpochReport(row, run.model, run)
+        bar.close()
+        if rank == 0 and run.rows:
+            score_test_sets(run, data_root)
+        if world > 1:
+            check_ranks_agree(run)
+        if rank == 0:
+            write_meta(run, batches, "finished", sessions)
+        if world > 1:
+            dist.barrier()
 
 
 def train(c: RunConfig, force: bool = False, results=None, data_root=None, progress=None) -> pd.DataFrame:
@@ -183,145 +429,18 @@ def train(c: RunConfig, force: bool = False, results=None, data_root=None, progr
         progress: show a tqdm bar; None = on unless the ``CI`` environment variable is set.
 
     Returns:
-        DataFrame, one row per epoch (``epoch`` 1..epochs): ``iteration, wall_time`` (s), ``loss``
-        (train, mean over the epoch), ``lr``, ``age`` (PSPL step, epochs), ``att_mean, att_min, att_max``
-        (PSPL weights over the epoch; NaN without PSPL), then ``psnr_<set>`` (dB) and ``ssim_<set>`` for
-        each evaluation set. ``attrs["run_dir"]`` and ``attrs["config"]`` say where and how it was made.
+        DataFrame, one row per epoch (``epoch`` 1..epochs): ``iteration, wall_time`` (s, training and
+        evaluation), ``loss`` (train, mean over the epoch), ``lr``, ``age`` (PSPL step, epochs),
+        ``att_mean, att_min, att_max`` (PSPL weights over the epoch; NaN without PSPL), then for each set of
+        ``eval_sets`` ``psnr_<set>`` (dB), ``ssim_<set>`` and, on non-benchmark sets, ``edsr_psnr_<set>``
+        (EDSR-PyTorch's RGB metric, dB); the last row also holds ``psnr_/ssim_<set>`` of ``test_sets``.
+        ``attrs["run_dir"]`` and ``attrs["config"]`` say where and how it was made.
     Raises:
         NonFiniteLoss: the loss became NaN/inf (the last good checkpoint stays).
     """
-    run_dir = Path(results or results_root()) / "runs" / c.run_id()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() and c.device != "cpu" else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
-    if c.batch % world:
-        raise ValueError(f"RunConfig.batch={c.batch}: must be divisible by the {world} DDP processes")
-    meta_path = run_dir / "meta.json"
-    if not force and meta_path.exists() and json.loads(meta_path.read_text()).get("state") == "finished":
-        return load_history(run_dir)
-
-    device = resolve_device(c.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-        torch.cuda.set_device(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(c.seed)
-    model = build_model(c.model, c.scale, c.size, 1 if c.channels == "y" else 3, c.rgb_range).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, betas=(0.9, 0.999), eps=1e-8)
-    criterion = make_criterion(c)
-    snaps = Snapshotter(c, data_root)
-    rows, start_epoch, best = [], 0, -math.inf
-
-    last = run_dir / "last.pt"
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if force:
-            for f in ("last.pt", "best.pt", "history.csv", "attention.npz"):
-                (run_dir / f).unlink(missing_ok=True)
-        c.save(run_dir / "config.json")
-        save_json(meta_path, dict(run_id=c.run_id(), state="running", code_version=code_version(),
-                                  torch=torch.__version__, device=str(device), world_size=world))
-    if world > 1:
-        dist.barrier()
-    if last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        rows, start_epoch, best = ck["history"], ck["epoch"], ck["best"]
-        snaps.pending, snaps.taken = ck["snapshots_pending"], ck["snapshots"]
-        torch.set_rng_state(ck["rng"]["torch"])
-        np.random.set_state(ck["rng"]["numpy"])
-        random.setstate(ck["rng"]["python"])
-
-    net = model.to(memory_format=torch.channels_last) if c.channels_last else model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    if c.compile:
-        net = torch.compile(net)
-    try:
-        data = TrainPatches(c.dataset, c.scale, c.patch, c.batch, c.iters_per_epoch, c.seed,
-                            y_channel=c.channels == "y", root=data_root)
-    except ValueError as e:
-        raise ValueError(f"RunConfig.patch={c.patch}: {e}") from None
-    eval_sets = {name: load_eval_set(name, c.scale, root=data_root, limit=c.eval_limit) for name in c.eval_sets}
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.amp and device.type == "cuda")
-    show = (not os.environ.get("CI")) if progress is None else progress
-    bar = tqdm(total=c.epochs * c.iters_per_epoch, initial=start_epoch * c.iters_per_epoch,
-               desc=c.run_id(), disable=not show or rank != 0, leave=False)
-    wall = rows[-1]["wall_time"] if rows else 0.0
-
-    for epoch in range(start_epoch, c.epochs):
-        t0 = time.perf_counter()
-        data.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(data, batch_sampler=rank_batches(c.iters_per_epoch, c.batch, rank, world),
-                                             num_workers=c.workers, pin_memory=device.type == "cuda")
-        loss_sum, att = 0.0, []
-        for i, (lr_img, hr_img) in enumerate(loader):
-            age = epoch + (i + 1) / c.iters_per_epoch  # official: +1/iters before each loss call
-            for g in optimizer.param_groups:
-                g["lr"] = learning_rate(c, epoch, age)
-            scale = c.rgb_range / 255.0
-            lr_img = lr_img.to(device, non_blocking=True).float().mul_(scale)
-            hr_img = hr_img.to(device, non_blocking=True).float().mul_(scale)
-            if c.channels_last:
-                lr_img = lr_img.contiguous(memory_format=torch.channels_last)
-            loss = train_step(net, criterion, optimizer, lr_img, hr_img, age, amp)
-            # read after the step is queued: one synchronisation per step, none between forward and backward
-            value = loss.item()
-            if not math.isfinite(value):
-                raise NonFiniteLoss(f"{c.run_id()}: loss={value} at epoch {epoch + 1}, iteration {i + 1}; "
-                                    f"last good checkpoint: {last}")
-            loss_sum += value
-            if c.pspl:  # kept on the device: no extra synchronisation per step
-                att.append(attention_stats(criterion.last_attention))
-            if rank == 0:
-                snaps.maybe_take(model, age, device)
-            bar.update(1)
-        n = c.iters_per_epoch
-        att = torch.stack(att).cpu() if att else torch.full((1, 3), math.nan)
-        row = dict(epoch=epoch + 1, iteration=(epoch + 1) * n, wall_time=0.0, loss=loss_sum / n,
-                   lr=learning_rate(c, epoch, epoch + 1.0), age=epoch + 1.0, att_mean=att[:, 0].mean().item(),
-                   att_min=att[:, 1].min().item(), att_max=att[:, 2].max().item())
-        if rank == 0:
-            for name, pairs in eval_sets.items():
-                scores = evaluate(model, pairs, c.scale, c.channels, c.rgb_range, device)
-                row[f"psnr_{name}"], row[f"ssim_{name}"] = scores.psnr.mean(), scores.ssim.mean()
-            wall += time.perf_counter() - t0
-            row["wall_time"] = wall
-            rows.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3g}", psnr=f"{row[f'psnr_{c.val_set}']:.2f}")
-            if row[f"psnr_{c.val_set}"] > best:
-                best = row[f"psnr_{c.val_set}"]
-                atomic_write(run_dir / "best.pt", lambda p: torch.save(
-                    dict(model=model.state_dict(), epoch=epoch + 1, config=c.to_dict()), p))
-            checkpoint = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
-                              history=rows, best=best, snapshots=snaps.taken, snapshots_pending=snaps.pending,
-                              config=c.to_dict(), rng=dict(torch=torch.get_rng_state(),
-                                                           numpy=np.random.get_state(), python=random.getstate()))
-            atomic_write(last, lambda p: torch.save(checkpoint, p))
-            atomic_write(run_dir / "history.csv", lambda p: pd.DataFrame(rows).to_csv(p, index=False))
-            snaps.save(run_dir / "attention.npz")
-        if world > 1:
-            dist.barrier()
-    bar.close()
-
-    if world > 1:
-        # every rank must end with the same weights, or the DDP run is wrong
-        flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
-        sums = [torch.zeros(2, device=flat.device) for _ in range(world)]
-        dist.all_gather(sums, torch.stack([flat.sum(), flat.abs().sum()]))
-        agree = all(torch.allclose(s, sums[0], rtol=1e-6) for s in sums)
-        if not agree:
-            raise RuntimeError(f"{c.run_id()}: DDP ranks ended with different weights: {sums}")
-    if rank == 0:
-        meta = json.loads(meta_path.read_text())
-        meta.update(state="finished", ranks_agree=True if world > 1 else None)
-        save_json(meta_path, meta)
-    if world > 1:
-        dist.barrier()
-    return load_history(run_dir)
+    for _ in train_epochs(c, force, results, data_root, progress):
+        pass
+    return load_history(run_folder(c, results))
 
 
 def _scalar(text: str):

@@ -13,13 +13,31 @@ def test_json_round_trip_gives_an_equal_object(tmp_path):
 
 
 def test_run_id_follows_science_not_execution():
-    c = profile("smoke")
-    assert c.run_id() == profile("smoke").run_id()
-    assert c.run_id() != c.replace(seed=1).run_id()
-    assert c.run_id() != c.replace(alpha=0.3).run_id()
-    assert c.run_id() == c.replace(device="cpu", workers=2).run_id()
+    c = profile("smoke", device="cpu")
+    assert c.run_id() == profile("smoke", device="cpu").run_id()
+    assert c.run_id() == c.replace(workers=2, loader="device").run_id()  # same batches bit for bit
     assert c.run_id().startswith("edsr_baseline-tiny-x2-pspl-s0-")
     assert c.replace(weighting="none").run_id().startswith("edsr_baseline-tiny-x2-l1-s0-")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("seed", 1), ("alpha", 0.3), ("lr_mult", 2.0), ("adam_beta2", 0.99), ("moments", "float32"),
+    ("weighting", "contrast"), ("test_sets", ("Set5",)), ("eval_limit", 1), ("channels_last", True), ("compile", True),
+])
+def test_every_field_that_can_change_results_changes_the_run_id(field, value):
+    c = profile("smoke", device="cpu")
+    assert c.replace(**{field: value}).run_id() != c.run_id()
+
+
+def test_bf16_and_fp32_runs_live_side_by_side():
+    fp32 = profile("gpu", device="cuda", amp=False)
+    bf16 = fp32.replace(amp=True)
+    assert (fp32.numerics(), bf16.numerics()) == ("cuda-cl", "cuda-bf16-cl")
+    assert fp32.run_id() != bf16.run_id()
+    # autocast is off on a CPU, so there amp changes nothing and the runs are the same
+    assert profile("smoke", device="cpu", amp=True).run_id() == profile("smoke", device="cpu").run_id()
+    # a CUDA run and a CPU run of the same config are different runs (different kernels)
+    assert profile("smoke", device="cuda").run_id() != profile("smoke", device="cpu").run_id()
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
@@ -36,7 +54,14 @@ def test_paper_profile_is_the_official_schedule():
 
 
 @pytest.mark.parametrize("changes, match", [
-    (dict(model="lapsrn", scale=3), r"RunConfig.scale=3: LapSRN"),
+    (dict(model="lapsrn", scale=3), r"RunConfig.scale=3: lapsrn supports scales \(2, 4, 8\) \(LapSRN"),
+    (dict(model="edsr_baseline", scale=8), r"RunConfig.scale=8: edsr_baseline supports scales \(2, 3, 4\)"),
+    (dict(model="drrn", scale=8), r"RunConfig.scale=8: drrn"),
+    (dict(lr_mult=0.0), r"RunConfig.lr_mult=0.0"),
+    (dict(adam_beta2=1.0), r"RunConfig.adam_beta2=1.0: must be in \(0, 1\)"),
+    (dict(weighting="contrasts"), r"RunConfig.weighting='contrasts'"),
+    (dict(moments="float16"), r"RunConfig.moments='float16'"),
+    (dict(loader="gpu"), r"RunConfig.loader='gpu'"),
     (dict(lr=-1e-4), r"RunConfig.lr=-0.0001"),
     (dict(model="resnet"), r"RunConfig.model='resnet'"),
     (dict(patch=0), r"RunConfig.patch=0"),
@@ -73,12 +98,17 @@ def test_learning_rate_halves_at_milestones_and_warms_up():
     assert learning_rate(c, 199, 199.999) == 1e-4 and learning_rate(c, 200, 200.001) == 5e-5
     w = c.replace(warmup_epochs=2.0)
     assert learning_rate(w, 0, 0.5) == pytest.approx(2.5e-5) and learning_rate(w, 3, 3.5) == 1e-4
+    assert learning_rate(c.replace(lr_mult=4.0), 200, 200.5) == pytest.approx(2e-4)
 
 
 def test_arm_labels_name_the_control():
     c = profile("smoke")
-    labels = {c.replace(weighting="none").arm, c.replace(weighting="none", warmup_epochs=3.0).arm,
+    labels = [c.replace(weighting="none").arm, c.replace(weighting="none", warmup_epochs=3.0).arm,
               c.arm, c.replace(weighting="uniform").arm, c.replace(mu=1.0).arm, c.replace(alpha=0.3).arm,
-              c.replace(ssim="paper").arm, c.replace(padding="reflect").arm}
-    assert labels == {"l1", "warmup", "pspl", "uniform", "easy_first", "pspl_alpha0.3", "pspl_paper_ssim",
-                      "pspl_reflect"}
+              c.replace(ssim="paper").arm, c.replace(padding="reflect").arm, c.replace(weighting="contrast").arm,
+              c.replace(weighting="uniform", alpha=0.3).arm, c.replace(weighting="none", lr_mult=0.5).arm,
+              c.replace(lr_mult=4.0).arm, c.replace(weighting="none", adam_beta2=0.99).arm,
+              c.replace(moments="float32").arm]
+    assert labels == ["l1", "warmup", "pspl", "uniform", "easy_first", "pspl_alpha0.3", "pspl_paper_ssim",
+                      "pspl_reflect", "contrast", "uniform_alpha0.3", "l1_lrx0.5", "pspl_lrx4", "l1_beta2_0.99",
+                      "pspl_f32moments"]

@@ -1,4 +1,4 @@
-"""Properties every numerical function must keep for any input hypothesis can find (issue 8).
+"""Properties every numerical function must keep for any input hypothesis can find.
 
 Arrays are small (a few thousand elements at most) and example counts modest, so the file runs in seconds on a shared
 2-core machine; `deadline=None` because the first call of a torch op can take longer than hypothesis' default.
@@ -164,7 +164,7 @@ def loss_cases(draw, same=False):
     L = draw(RANGES)
     loss = PSPLLoss(base=draw(st.sampled_from(BASES)), gamma=draw(gammas), mu=draw(mus), alpha=alpha, beta=beta,
                     ssim=draw(st.sampled_from(["paper", "official"])), padding=padding, data_range=L,
-                    pixelwise=draw(st.booleans()))
+                    weights=draw(st.sampled_from(["pixel", "mean", "contrast"])))
     lo = MIN_SIDE[padding]
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(lo, 12)), draw(st.integers(lo, 12)))
     dtype = draw(st.sampled_from([np.float32, np.float64]))

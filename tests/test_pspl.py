@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pspl_nb.pspl import PSPLLoss, attention, pixel_loss
+from pspl_nb.pspl import PSPLLoss, attention, contrast, pixel_loss
 from pspl_nb.ssim import ssim_map, ssim_map_dense
 
 
@@ -127,10 +127,35 @@ def test_bad_calls_name_the_problem():
 
 def test_uniform_control_is_l1_times_the_mean_attention():
     sr, hr = pair()
-    pspl, uniform = PSPLLoss(), PSPLLoss(pixelwise=False)
+    pspl, uniform = PSPLLoss(), PSPLLoss(weights="mean")
     pspl(sr, hr, 0.6)
     expected = pspl.last_attention.mean() * pixel_loss(sr, hr)
     assert uniform(sr, hr, 0.6).item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_contrast_control_is_the_attention_over_its_mean():
+    """Where nothing underflows, contrast = Ma / mean(Ma); its loss is mean((Ma / mean Ma) |sr - hr|)."""
+    sr, hr = pair()
+    pspl, ctrl = PSPLLoss(), PSPLLoss(weights="contrast")
+    pspl(sr, hr, 3.0)
+    w = pspl.last_attention / pspl.last_attention.mean()
+    expected = (w * (sr - hr).abs()).mean()
+    assert ctrl(sr, hr, 3.0).item() == pytest.approx(expected.item(), rel=1e-10)
+
+
+def test_contrast_matches_a_log_domain_softmax_when_every_weight_underflows():
+    """At age 0.01 (delta = 0.01) Ma = 2 exp(-(ms + 1)^2 / 1e-4) is 0 in float64 for every ms > -0.97; the
+    normalised weights still exist: N * softmax(-(ms + 1)^2 / delta^2), computed here with scipy."""
+    from scipy.special import softmax
+
+    ms = torch.tensor([[0.2, 0.5], [0.9, 0.21]], dtype=torch.float64)
+    assert attention(ms, 0.01).max() == 0
+    z = -((ms.numpy() + 1) ** 2) / 0.01**2
+    expected = ms.numel() * softmax(z)
+    np.testing.assert_allclose(contrast(ms, 0.01).numpy(), expected, rtol=1e-12)
+    assert contrast(ms, 0.01).mean().item() == pytest.approx(1.0)
+    # delta = 0: the limit puts equal weight on the elements closest to mu
+    np.testing.assert_array_equal(contrast(ms, 0.0, alpha=1.0).numpy(), [[4.0, 0.0], [0.0, 0.0]])
 
 
 def test_float32_moments_change_the_loss_only_slightly():

@@ -145,3 +145,119 @@ def test_run_grid_runs_in_parallel_skips_finished_runs_and_returns_a_tidy_table(
     assert sorted(table.arm.unique()) == ["l1", "pspl"] and len(table) == 4
     assert {"run_id", "seed", "model", "alpha", "epoch", "psnr_embedded_valid"} <= set(table.columns)
     assert table.groupby("run_id").epoch.apply(list).tolist() == [[1, 2], [1, 2]]
+
+
+def test_loaders_and_worker_counts_give_the_same_history(tmp_path, data_root):
+    """Persistent DataLoader workers (the epoch travels in the index) and the device sampler (here on CPU
+    tensors) give the batches of the single-process host loader, so the whole history is identical."""
+    c = smoke(seed=5, epochs=2)
+    cols = ["loss", "att_mean", "psnr_embedded_valid", "ssim_embedded_valid", "psnr_embedded_tune"]
+    base = T.train(c, results=tmp_path / "w0", data_root=data_root, progress=False)[cols]
+    for name, variant in (("w2", c.replace(workers=2)), ("device", c.replace(loader="device"))):
+        other = T.train(variant, results=tmp_path / name, data_root=data_root, progress=False)
+        pd.testing.assert_frame_equal(other[cols], base)
+        meta = json.loads((tmp_path / name / "runs" / c.run_id() / "meta.json").read_text())
+        assert meta["loader"] == ("device" if name == "device" else "host")
+
+
+def test_meta_records_numerics_sessions_and_the_optimiser_follows_the_config(tmp_path, data_root):
+    c = smoke(seed=6, epochs=1, adam_beta2=0.99, lr_mult=2.0)
+    run = tmp_path / "runs" / c.run_id()
+    for report in T.train_epochs(c, results=tmp_path, data_root=data_root, progress=False):
+        assert report.run.optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+        assert report.row["lr"] == pytest.approx(2 * c.lr)
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["numerics"] == "cpu" and meta["state"] == "finished" and meta["check_every"] == T.CHECK_EVERY
+    assert [(s["start_epoch"], s["end_epoch"]) for s in meta["sessions"]] == [(0, 1)]
+
+
+def test_a_run_asked_twice_at_once_is_trained_once(tmp_path, data_root):
+    """Two processes start the same run while a third holds its lock: both wait, then one trains and the
+    other loads the finished run; meta.json shows a single training session covering every epoch."""
+    from filelock import FileLock
+
+    args = ["--seed", "8", "--set", "epochs=2"]
+    c = smoke(seed=8, epochs=2)
+    folder = tmp_path / "runs" / c.run_id()
+    folder.mkdir(parents=True)
+    lock = FileLock(folder / ".lock")
+    lock.acquire()
+    procs = [subprocess.Popen(cli(tmp_path, *args), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not all(folder.exists() and p.poll() is None for p in procs):
+            time.sleep(0.1)
+        time.sleep(8)  # both are past their imports and blocked on the lock
+    finally:
+        lock.release()
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
+    assert sum("another process is training this run" in err for _, err in outs) >= 1
+    meta = json.loads((folder / "meta.json").read_text())
+    assert [(s["start_epoch"], s["end_epoch"]) for s in meta["sessions"]] == [(0, 2)]
+    assert outs[0][0] == outs[1][0]  # the same history printed by both
+    assert not list(folder.glob("*.tmp"))
+
+
+def test_submitit_local_executor_runs_a_grid_in_the_same_run_folders(tmp_path, data_root):
+    from pspl_nb.experiments import collect, submit_grid
+
+    configs = [smoke(weighting=w, seed=9, epochs=1) for w in ("none", "pspl")]
+    T.train(configs[0], results=tmp_path, data_root=data_root, progress=False)  # half the grid is done
+    stamp = (tmp_path / "runs" / configs[0].run_id() / "last.pt").stat().st_mtime_ns
+    jobs = submit_grid(configs + configs[:1], tmp_path / "submitit", cluster="local", results=tmp_path,
+                       data_root=data_root, timeout_min=10)
+    assert len(jobs) == 2  # the duplicate is submitted once
+    table = collect(jobs)
+    assert sorted(table.arm.unique()) == ["l1", "pspl"]
+    assert (tmp_path / "runs" / configs[0].run_id() / "last.pt").stat().st_mtime_ns == stamp  # loaded, not retrained
+
+
+def test_grid_workers_are_spread_over_the_gpus_they_are_given(monkeypatch):
+    import multiprocessing
+
+    from pspl_nb.experiments import _claim_slot
+
+    counter = multiprocessing.Value("i", 0)
+    seen = []
+    for _ in range(5):
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        _claim_slot(counter, (0, 3))
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["0", "3", "0", "3", "0"]
+
+
+def test_probe_picks_the_smallest_count_no_larger_one_beats_by_ten_percent(monkeypatch):
+    """The decision rule, on a measured table (here a stand-in for the timings, which vary by machine)."""
+    import pspl_nb.experiments as E
+
+    paces = {1: 100.0, 2: 180.0, 4: 190.0, 8: 150.0}  # seconds so that n * steps / s gives these paces
+    monkeypatch.setattr(E, "_probe_worker", None)
+
+    class FakePool:
+        def __init__(self, n, **kw):
+            self.n = n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def map(self, f, args):
+            return [self.n * 50 / paces[self.n]] * self.n
+
+    monkeypatch.setattr(E, "ProcessPoolExecutor", FakePool)
+    out = E.probe_concurrency(smoke(), candidates=(1, 2, 4, 8), steps=50)
+    assert out["it_per_s"] == pytest.approx(paces) and out["best"] == 2
+
+
+def test_probe_worker_times_real_training_steps():
+    """What each probe process runs: real steps of the config's model and loss (in-process here)."""
+    import threading
+
+    from pspl_nb.experiments import _probe_worker
+
+    few, more = (_probe_worker((smoke(), steps, 1, threading.Barrier(1))) for steps in (1, 6))
+    assert 0 < few < more

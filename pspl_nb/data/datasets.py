@@ -116,8 +116,8 @@ class TrainPatches(Dataset):
 
     Items: ``(lr, hr)`` uint8 tensors (C, p, p) and (C, p*s, p*s), values [0, 255].
     Each image of the set is drawn equally often per epoch (a seeded permutation of ``i % n_images``).
-    Note: with ``persistent_workers=True`` the workers keep the epoch they started with; leave it False
-    (the default) so ``set_epoch`` reaches them.
+    With persistent DataLoader workers, index by ``(epoch, i)`` (``EpochBatches`` does): a worker keeps
+    the copy of the dataset it started with, so ``set_epoch`` does not reach it.
     """
 
     def __init__(self, name: str, scale: int, patch: int, batch: int, iters_per_epoch: int = 1000,
@@ -165,42 +165,79 @@ class TrainPatches(Dataset):
         self.hr_flat, self.lr_flat = (np.load(p, mmap_mode="r") for p in self._caches)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch (non-negative int) whose samples ``__getitem__`` returns."""
+        """Select the epoch (non-negative int) whose samples an integer index ``__getitem__(i)`` returns."""
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch!r}")
-        self.epoch, self._order = int(epoch), None
+        self.epoch = int(epoch)
 
-    def image_order(self) -> np.ndarray:
-        """Index of the source image of every sample of the current epoch, int64 (len(self),)."""
-        if self._order is None or self._order[0] != self.epoch:
+    def image_order(self, epoch: int | None = None) -> np.ndarray:
+        """Index of the source image of every sample of ``epoch`` (default: the current one), int64 (len(self),)."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        if self._order is None or self._order[0] != epoch:
             # The leading 0 / 1 keeps this stream apart from the per-sample streams (seed, epoch, 1, i).
-            rng = np.random.default_rng((self.seed, self.epoch, 0))
-            self._order = (self.epoch, rng.permutation(np.arange(len(self)) % len(self.names)))
+            rng = np.random.default_rng((self.seed, epoch, 0))
+            self._order = (epoch, rng.permutation(np.arange(len(self)) % len(self.names)))
         return self._order[1]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def plan(self, epoch: int, i: int) -> tuple[int, int, int, int, int, int]:
+        """The random draws of sample ``i`` of ``epoch``: (image k, LR top y, LR left x, hflip, vflip, transpose).
+
+        Every loader cuts its patches from these numbers (``__getitem__`` here, ``DevicePatches`` on a GPU),
+        so a seed gives the same batches whichever loader ran. Flags are 0/1 (all 0 without ``augment``).
+        """
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} samples")
-        k = self.image_order()[i]
-        rng = np.random.default_rng((self.seed, self.epoch, 1, int(i)))
+        k = int(self.image_order(epoch)[i])
+        rng = np.random.default_rng((self.seed, int(epoch), 1, int(i)))
+        lh, lw = self.lr_index[k][1][:2]
+        y, x = int(rng.integers(0, lh - self.patch + 1)), int(rng.integers(0, lw - self.patch + 1))
+        flips = rng.integers(0, 2, size=3).tolist() if self.augment else [0, 0, 0]
+        return (k, y, x, *flips)
+
+    def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` of the current epoch, or ``index = (epoch, i)``: a loader whose workers persist
+        across epochs (``EpochBatches``) names the epoch in the index, since ``set_epoch`` cannot reach them."""
+        epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
+        k, y, x, hflip, vflip, transpose = self.plan(epoch, i)
         (lo, lshape), (ho, hshape) = self.lr_index[k], self.hr_index[k]
         lr = self.lr_flat[lo : lo + int(np.prod(lshape))].reshape(lshape)
         hr = self.hr_flat[ho : ho + int(np.prod(hshape))].reshape(hshape)
         p, s = self.patch, self.scale
-        y, x = int(rng.integers(0, lshape[0] - p + 1)), int(rng.integers(0, lshape[1] - p + 1))
         lr, hr = lr[y : y + p, x : x + p], hr[y * s : (y + p) * s, x * s : (x + p) * s]
-        if self.augment:
-            hflip, vflip, transpose = rng.integers(0, 2, size=3)
-            if hflip:
-                lr, hr = lr[:, ::-1], hr[:, ::-1]
-            if vflip:
-                lr, hr = lr[::-1], hr[::-1]
-            if transpose:
-                lr, hr = lr.transpose(1, 0, 2), hr.transpose(1, 0, 2)
+        if hflip:
+            lr, hr = lr[:, ::-1], hr[:, ::-1]
+        if vflip:
+            lr, hr = lr[::-1], hr[::-1]
+        if transpose:
+            lr, hr = lr.transpose(1, 0, 2), hr.transpose(1, 0, 2)
         if self.y_channel:
             lr, hr = y_uint8(lr), y_uint8(hr)
         return (torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))),
                 torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))))
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """Batch sampler of ``TrainPatches`` indices ``(epoch, i)`` for a DataLoader whose workers persist.
+
+    ``set_epoch(e)`` (in the main process) picks the epoch; iterating yields ``iters`` lists, rank ``rank``
+    of ``world`` taking its slice of each global batch of ``batch``, so DDP sees exactly the samples a single
+    process would. The epoch travels inside each index because persistent workers never see ``set_epoch``.
+    """
+
+    def __init__(self, iters: int, batch: int, rank: int = 0, world: int = 1):
+        self.iters, self.batch, self.rank, self.world, self.epoch = iters, batch, rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.iters
+
+    def __iter__(self):
+        per_rank = self.batch // self.world
+        for t in range(self.iters):
+            start = t * self.batch + self.rank * per_rank
+            yield [(self.epoch, i) for i in range(start, start + per_rank)]
 
 
 def load_eval_set(name: str, scale: int, hr_prep: str = "modcrop", root=None,

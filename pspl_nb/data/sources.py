@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EVAL_NAMES = ("Set5", "Set14", "B100", "Urban100")
-SET_NAMES = ("DIV2K_train", "DIV2K_valid", *EVAL_NAMES, "embedded_train", "embedded_valid")
+SET_NAMES = ("DIV2K_train", "DIV2K_valid", *EVAL_NAMES, "embedded_train", "embedded_valid", "embedded_tune")
 # What users type -> (training set, validation set).
 DATASET_KEYS = {"div2k": ("DIV2K_train", "DIV2K_valid"), "embedded": ("embedded_train", "embedded_valid")}
 SCALES = (2, 3, 4)
