@@ -10,7 +10,7 @@ PROFILE ?= cpu
 JOBS    ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help env test test-browser reproduce lab data bench reference gallery clean
+.PHONY: help env test test-browser reproduce rehearse lab data verify bench reference gallery clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,18 +32,27 @@ test-browser: $(STAMP)  ## notebook 02's sliders in JupyterLab and headless Chro
 reproduce: $(STAMP)  ## execute every notebook in order; PROFILE=cpu by default
 	$(BIN)/python -m pspl_nb.reproduce --profile $(PROFILE)
 
+rehearse: $(STAMP)  ## the gpu path end to end on an offline DIV2K stand-in, in minutes; projects the gpu/paper times
+	$(BIN)/python -m pspl_nb.rehearse
+
 lab: $(STAMP)  ## open JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-data: $(STAMP)  ## download DIV2K and the benchmarks (needs a network)
+data: $(STAMP)  ## download DIV2K and the benchmarks (needs a network; resumes, tries mirrors)
 	$(BIN)/python -m pspl_nb.data fetch all
+
+verify: $(STAMP)  ## check every data set on disk (decodes, counts, LR sizes)
+	$(BIN)/python -m pspl_nb.data verify
 
 bench: $(STAMP)  ## run the benchmarks in bench/
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.run_all
 
-reference: $(STAMP)  ## after make reproduce: commit-ready copy of its tables in results/reference/$(PROFILE)
-	$(BIN)/python -m pspl_nb.reproduce --profile $(PROFILE) --snapshot-reference
+REF := results/reference/cpu
+reference: $(STAMP)  ## the committed reference grids: 8 seeds per arm, cpu and cpu_long (hours on 2 cores)
+	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid reference --seeds 8 --jobs 2 --reference-dir $(REF)
+	$(BIN)/python -m pspl_nb.experiments --profile cpu_long --grid long --seeds 8 --jobs 2 --reference-dir $(REF)
+	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid table1 --seeds 4 --jobs 2 --reference-dir $(REF)
 
 GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 fig4_ablation attention_stats critical_curves fig5_visual
 
@@ -52,5 +61,5 @@ gallery:  ## copy README's figures from results/$(PROFILE)/figures (after make r
 	@for f in $(GALLERY); do cp results/$(PROFILE)/figures/$$f.png docs/gallery/$$f.png; done
 	@echo "docs/gallery updated from results/$(PROFILE)"
 
-clean:  ## remove the venv and generated results (keeps data/ downloads)
-	rm -rf $(VENV) results/smoke results/cpu results/runs .pytest_cache
+clean:  ## remove the venv and generated results (keeps data/ downloads and results/reference)
+	rm -rf $(VENV) results/smoke results/cpu results/cpu_long results/gpu results/paper results/runs results/rehearse .pytest_cache

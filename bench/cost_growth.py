@@ -7,10 +7,11 @@ is ``train_step.make_step`` (the engine's inner loop). Time: median of ``--repea
 Memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed steps (tensors only, no allocator
 slack). On CPU, each case runs in a fresh subprocess and reports its peak resident set size (``ru_maxrss``)
 and how much of it the steps added over the process with its model built (the training footprint).
-The largest CPU case (LR 192 at batch 16, ~20 s a step and ~10 GB) is left out unless ``--big``.
+On CPU the largest case (LR 192 at batch 16: 4x the pixels of LR 96, so roughly 4x its time and memory)
+is left out unless ``--big``; CUDA runs every case.
 
-    python bench/cost_growth.py
-    python bench/cost_growth.py --device cuda --json bench/out/gpu/cost_growth.json
+    python -m bench.cost_growth                # CPU, in fresh processes (run from the repository root)
+    python -m bench.cost_growth --device cuda --json bench/out/gpu/cost_growth.json
 """
 import argparse
 import json
@@ -24,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-import timing
-from train_step import case_config, make_step
+from bench import timing
+from bench.train_step import case_config, make_step
 
 PATCHES = (48, 96, 192)
 BATCHES = (16, 32, 64)
@@ -74,6 +75,13 @@ def one_case(patch: int, batch: int, device="cpu", repeats=3, amp=False) -> dict
     return out
 
 
+def worker_command(patch: int, batch: int, repeats: int, threads: int) -> list:
+    """The command that measures one CPU case in a fresh process (run from the repository root); its last
+    line of output is ``one_case``'s result as JSON."""
+    return [sys.executable, "-m", "bench.cost_growth", "--worker", str(patch), str(batch), "--repeats",
+            str(repeats), "--threads", str(threads)]
+
+
 def run(device="cpu", repeats=3, big=False) -> dict:
     """Every case of ``grid``; on CPU each in a fresh subprocess (clean peak RSS), on CUDA in this one."""
     cuda = torch.device(device).type == "cuda"
@@ -84,9 +92,8 @@ def run(device="cpu", repeats=3, big=False) -> dict:
                 rows.append(dict(series=series, **one_case(patch, batch, device, repeats, amp)))
                 torch.cuda.empty_cache()
         else:
-            cmd = [sys.executable, __file__, "--worker", str(patch), str(batch), "--repeats", str(repeats),
-                   "--threads", str(torch.get_num_threads())]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            cmd = worker_command(patch, batch, repeats, torch.get_num_threads())
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=timing.REPO)
             rows.append(dict(series=series, **json.loads(out.stdout.strip().splitlines()[-1])))
     memory = ("torch.cuda.max_memory_allocated" if cuda else
               "peak RSS of a fresh process (ru_maxrss); 'added' = peak minus RSS with the model built")
@@ -109,7 +116,7 @@ def render(result: dict) -> str:
     text += f"\n\nMemory: {result['memory']}. Step time: median of {repeats} steps after one warm-up."
     for s in result.get("skipped", []):
         text += (f" LR {s['patch']} at batch {s['batch']} is skipped on CPU (about 4x the LR 96 row in time and "
-                 f"memory; `python bench/cost_growth.py --big` measures it).")
+                 f"memory; `python -m bench.cost_growth --big` measures it).")
     return text
 
 

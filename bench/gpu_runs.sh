@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU checks of the training engine (issues 4 and 6), for a borrowed CUDA machine. Usage: bench/gpu_runs.sh OUT_DIR
+# GPU checks of the training engine itself (not the bench modules), for a borrowed CUDA machine.
+# Usage, from the repository root: bash bench/gpu_runs.sh OUT_DIR  (GRID=0 skips part 2)
 # 1. one 1000-iteration epoch of the `gpu` profile's EDSR-baseline x2 (batch 16, LR 48x48) with PSPL and with
 #    L1, fp32 and bf16 + channels_last. DIV2K cannot be fetched there, so the embedded images stand in: same
 #    model, batch, patch and iterations; only the pixels differ.

@@ -8,8 +8,8 @@ model computes, so there the loader is timed alone (``loader_rate``). The loader
 3x the patches/s the model consumes, else training waits on data. Not a test: numbers depend on the
 machine and its load.
 
-    python bench/loader.py --threads 2
-    python bench/loader.py --device cuda --workers 4 --json bench/out/gpu/loader.json
+    python -m bench.loader --threads 2
+    python -m bench.loader --device cuda --workers 4 --json bench/out/gpu/loader.json
 """
 import argparse
 import statistics
@@ -17,9 +17,9 @@ import time
 
 from torch.utils.data import DataLoader
 
-import timing
+from bench import timing
+from bench.train_step import CASES, case_config, make_step
 from pspl_nb.data import TrainPatches, default_root, ensure_embedded
-from train_step import CASES, case_config, make_step
 
 BATCH, PATCH, SCALE = 16, 48, 2  # loader_rate's default: the paper's batch
 

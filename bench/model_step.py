@@ -1,11 +1,12 @@
 """Time one training step (forward + L1 backward) of every model, to size CPU experiments.
 
 Measures each model at ``size="tiny"``, x2, on a batch of 8 LR patches of 32x32, and EDSR-baseline at full
-size on the official batch (16 LR patches of 48x48). Prints the median over ``--repeats`` steps after
-``--warmup`` untimed ones. Not a test: numbers depend on the machine and its load.
+size on the official batch (16 LR patches of 48x48), on random [0, 255] data. Prints, per model, the median
+wall time over ``--repeats`` steps (``--full-repeats`` for the full EDSR-baseline) after ``--warmup``
+untimed ones. Not a test: numbers depend on the machine and its load.
 
-    python bench/model_step.py --threads 2
-    python bench/model_step.py --device cuda --json bench/out/gpu/model_step.json
+    python -m bench.model_step --threads 2
+    python -m bench.model_step --device cuda --json bench/out/gpu/model_step.json
 """
 
 import argparse
@@ -14,7 +15,7 @@ import time
 
 import torch
 
-import timing
+from bench import timing
 from pspl_nb.models import MODELS, build_model
 
 

@@ -10,10 +10,10 @@ rounded) inputs, in the output it gives: a "same" map with zero or reflect paddi
 or a per-image mean of that interior. An implementation "gives the same values" when its largest absolute
 difference is <= 1e-5, the kit's float32 accuracy contract (tests/test_ssim.py). Peers run in float32 (their
 usual use) and with float64 inputs, where their convolutions then run in float64. piq needs torchvision;
-where that does not import, the row says why.
+where that does not import, the row says why. scikit-image (numpy, CPU) runs on CPU only.
 
-    python bench/ssim_peers.py
-    python bench/ssim_peers.py --device cuda --json bench/out/gpu/ssim_peers.json
+    python -m bench.ssim_peers
+    python -m bench.ssim_peers --device cuda --json bench/out/gpu/ssim_peers.json
 """
 import argparse
 
@@ -22,12 +22,13 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-import timing
+from bench import timing
 from pspl_nb.ssim import gaussian_window, ssim_map, ssim_map_dense
 
 SHAPES = ((16, 3, 96, 96), (1, 3, 512, 512))
 TOLERANCE = 1e-5
 C1, C2 = 0.01**2, 0.03**2
+DEPTHWISE = "separable depthwise conv, float64"  # depthwise_f64's row
 IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 
 
@@ -64,8 +65,8 @@ def reference(sr: np.ndarray, hr: np.ndarray, padding: str) -> np.ndarray:
 
 
 def depthwise_f64(x, y):
-    """The kit's previous ``ssim_map`` (before the banded matrix products), kept for comparison: zero-padded
-    moments filtered by two grouped 11-tap ``conv2d`` calls in float64."""
+    """The plain PyTorch way to the same float64 map, for comparison with the kit's banded products: the five
+    moments zero-padded and filtered by two grouped 11-tap ``conv2d`` calls (separable window) in float64."""
     c = x.shape[1]
     x, y = (F.pad(t.double(), (5, 5, 5, 5)) for t in (x, y))
     m = torch.cat([x, y, x * x, y * y, x * y], dim=1)
@@ -91,7 +92,7 @@ def implementations(device) -> tuple[list, dict]:
         ]
     rows.append(("kit ssim_map_dense (official 11x11)", torch.float32, "map zeros",
                  lambda x, y: ssim_map_dense(x, y, C1, C2)))
-    rows.append(("kit before: depthwise conv, float64", torch.float32, "map zeros", depthwise_f64))
+    rows.append((DEPTHWISE, torch.float32, "map zeros", depthwise_f64))
     try:
         import kornia
 
@@ -172,7 +173,7 @@ def compare(shape, device="cpu", repeats=10) -> dict:
     # the kit row matching each peer's output (mean valid -> the kit's valid map) and input dtype
     verdicts = []
     for i, r in enumerate(rows):
-        if r["name"].startswith("kit") or not r["same"]:  # the kit's own rows are not peers
+        if r["name"].startswith("kit") or r["name"] == DEPTHWISE or not r["same"]:  # not peer libraries
             continue
         padding = r["output"].split()[1]
         dtype = r["dtype"] if r["dtype"] in ("float32", "float64") else "float64"

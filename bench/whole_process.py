@@ -5,12 +5,15 @@ temporary folder, so no cached run makes it look cheap. Memory is read two ways:
 
 - peak of the summed resident set size of the whole process tree (make, pytest workers, notebook kernels),
   sampled every 0.2 s through psutil: what the machine must hold at once;
-- the largest single process (``/usr/bin/time``'s "maximum resident set size", as ``-v`` prints it).
+- the largest single process (``/usr/bin/time -f %M``: its maximum resident set size; None where that
+  program is missing).
 
-Minutes per command, so ``make bench`` does not run it: ``run_all.py`` shows the stored
-``bench/whole_process.json`` (with the date and commit it was measured at); re-measure with
+Minutes per command, so ``make bench`` does not run it: ``bench.run_all`` shows the stored
+``bench/whole_process.json`` (with the date and commit it was measured at) unless given ``--whole-process``.
+Re-measure with
 
-    python bench/whole_process.py --json bench/whole_process.json
+    python -m bench.whole_process --json bench/whole_process.json
+    python -m bench.whole_process --only "make test"
 """
 import argparse
 import os
@@ -22,7 +25,7 @@ import time
 
 import psutil
 
-import timing
+from bench import timing
 
 COMMANDS = {
     "make reproduce PROFILE=smoke": ["make", "reproduce", "PROFILE=smoke"],

@@ -88,6 +88,14 @@ def evaluate(model: nn.Module, pairs, scale: int, channels: str = "rgb", rgb_ran
     return pd.DataFrame(rows)
 
 
+def bicubic_psnr(name: str, scale: int, root=None, limit: int | None = None) -> float:
+    """Mean PSNR (dB, the protocol's Y and shave) of MATLAB bicubic upsampling on set ``name``: the floor every
+    SR model is measured from (``stats.transfer_threshold`` carries a gain over it between image sets)."""
+    from pspl_nb.data import load_eval_set
+
+    return float(evaluate(Bicubic(scale), load_eval_set(name, scale, root=root, limit=limit), scale).psnr.mean())
+
+
 def protocol_check(model: nn.Module, hr_images, scale: int, channels: str = "rgb", rgb_range: float = 255.0,
                    device=None) -> pd.DataFrame:
     """How many dB the benchmark preparation alone moves a score: one model, the same HR images, two protocols.

@@ -244,9 +244,33 @@ def table1_grid(profile_name: str, seeds=None, scale: int = 4) -> list:
     return [canonical(base, m).replace(weighting=w, seed=s) for m in MODELS for w in ("none", "pspl") for s in seeds]
 
 
+def record_reference(folder, name: str, table: pd.DataFrame, profile_name: str, seeds, command: str,
+                     code_version: str | None = None) -> None:
+    """Write a grid's tidy table as ``<folder>/<name>_histories.csv`` and its provenance into
+    ``<folder>/provenance.json`` (``grids[name]``: profile, config, seeds, runs, command, code version, date,
+    numerics), the form ``reference.committed`` reads back."""
+    import datetime
+    import json
+    from pathlib import Path
+
+    from pspl_nb.runs import code_version as current_version
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / f"{name}_histories.csv", index=False)
+    path = folder / "provenance.json"
+    prov = json.loads(path.read_text()) if path.exists() else {"grids": {}}
+    c = profile(profile_name)
+    prov["grids"][name] = dict(profile=profile_name, config=c.to_dict(), numerics=c.numerics(), seeds=list(seeds),
+                               runs=int(table.run_id.nunique()), arms=list(dict.fromkeys(table.arm)),
+                               command=command, code_version=code_version or current_version(),
+                               date=datetime.date.today().isoformat())
+    path.write_text(json.dumps(prov, indent=2) + "\n")
+
+
 GRIDS = {"critical": dict(groups=("design",)),
          "reference": dict(groups=("design", "lr_sweep", "adam", "variants"), warmup=True),
-         "long": dict(groups=("design",))}
+         "long": dict(groups=("design",))}  # for the cpu_long profile
 
 
 def main(argv=None) -> None:
@@ -260,7 +284,9 @@ def main(argv=None) -> None:
     p.add_argument("--jobs", default="auto", help="parallel processes, or auto")
     p.add_argument("--slurm", nargs="*", metavar="KEY=VALUE", default=None,
                    help="submit to SLURM via submitit instead, e.g. --slurm slurm_partition=gpu gpus_per_node=1")
-    p.add_argument("--out", required=True, help="CSV path for the tidy histories")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="CSV path for the tidy histories")
+    out.add_argument("--reference-dir", help="write <dir>/<grid>_histories.csv and its provenance.json entry")
     a = p.parse_args(argv)
     seeds = None if a.seeds is None else range(a.seeds)
     if a.grid == "table1":
@@ -270,11 +296,21 @@ def main(argv=None) -> None:
     if a.slurm is not None:
         params = dict(kv.split("=", 1) for kv in a.slurm)
         params = {k: int(v) if v.isdigit() else v for k, v in params.items()}
-        table = collect(submit_grid(configs, os.path.splitext(a.out)[0] + "_slurm", "slurm", **params))
+        logs = os.path.join(a.reference_dir, f"{a.grid}_slurm") if a.reference_dir else os.path.splitext(a.out)[0] + "_slurm"
+        table = collect(submit_grid(configs, logs, "slurm", **params))
     else:
         table = run_grid(configs, jobs=a.jobs if a.jobs == "auto" else int(a.jobs))
-    table.to_csv(a.out, index=False)
-    print(f"{table.run_id.nunique()} runs, {len(table)} rows -> {a.out}")
+    if a.reference_dir:
+        import sys
+
+        seeds = sorted(table.seed.unique().tolist())
+        record_reference(a.reference_dir, a.grid, table, a.profile, seeds, "python -m pspl_nb.experiments " +
+                         " ".join(sys.argv[1:] if argv is None else argv))
+        where = f"{a.reference_dir}/{a.grid}_histories.csv"
+    else:
+        table.to_csv(a.out, index=False)
+        where = a.out
+    print(f"{table.run_id.nunique()} runs, {len(table)} rows -> {where}")
 
 
 if __name__ == "__main__":

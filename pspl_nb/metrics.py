@@ -86,19 +86,19 @@ def _prepare(sr, hr, scale, y_channel, data_range, shave=None):
         raise ValueError(f"sr and hr must have the same shape, got {sr.shape} and {hr.shape} (as HWC)")
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 0:
         raise ValueError(f"scale (pixels shaved per side) must be an int >= 0, got {scale!r}")
+    name = "scale" if shave is None else "shave"
     if shave is None:
         shave = scale
     elif isinstance(shave, bool) or not isinstance(shave, (int, np.integer)) or shave < 0:
-        raise ValueError(f"shave must be an int >= 0 (pixels per side), got {shave!r}")
-    scale = shave
+        raise ValueError(f"shave={shave!r}: must be an int >= 0 (pixels per side)")
     h, w = sr.shape[:2]
-    if 2 * scale >= min(h, w):
-        raise ValueError(f"shave={scale} leaves nothing of an image of shape {sr.shape}")
+    if 2 * shave >= min(h, w):
+        raise ValueError(f"{name}={shave}: shaving it leaves nothing of an image of shape {sr.shape}")
     if y_channel and sr.ndim == 3 and sr.shape[2] == 3:
         sr, hr = rgb_to_y(sr)[..., None], rgb_to_y(hr)[..., None]
     # Grey images are compared as they are, as MATLAB scripts do (no Y of replicated channels).
     sr, hr = np.atleast_3d(sr).astype(np.float64), np.atleast_3d(hr).astype(np.float64)
-    crop = (slice(scale, h - scale), slice(scale, w - scale))
+    crop = (slice(shave, h - shave), slice(shave, w - shave))
     return sr[crop], hr[crop]
 
 

@@ -13,7 +13,16 @@ import pandas as pd
 from pspl_nb.pspl import attention
 
 ARM_COLORS = {"l1": "tab:blue", "l2": "tab:blue", "pspl": "tab:red", "uniform": "tab:green",
-              "easy_first": "tab:purple", "warmup": "tab:orange"}
+              "contrast": "tab:brown", "easy_first": "tab:purple", "warmup": "tab:orange"}
+
+
+def metric_label(column: str) -> str:
+    """Axis label for a history column: its unit, set and metric (the benchmark metric or EDSR-PyTorch's)."""
+    if column.startswith("edsr_psnr_"):
+        return f"PSNR (dB), {column.removeprefix('edsr_psnr_')}, EDSR metric (RGB, shave scale + 6)"
+    if column.startswith("psnr_"):
+        return f"PSNR (dB), {column.removeprefix('psnr_')}, Y channel, shave = scale"
+    return column
 
 
 def show(fig, name: str | None = None, folder=None):
@@ -134,36 +143,51 @@ def explorer_grid(maps: dict, steps=(0.25, 1, 4), **params):
     return figs
 
 
-def psnr_curves(tidy: pd.DataFrame, column: str, threshold: float | None = None, ax=None, note: str = ""):
-    """The paper's Fig. 4 with seeds: mean PSNR per arm against epoch, band = min..max over seeds.
+def psnr_curves(tidy: pd.DataFrame, column: str, threshold: float | None = None, ax=None, note: str = "",
+                marks: dict | None = None):
+    """The paper's Fig. 4 with seeds: mean PSNR per arm against epoch, band = range (min..max) over seeds.
 
     Args:
         tidy: rows of (arm, seed, epoch, ``column``) as ``experiments.run_grid`` returns.
-        column: e.g. ``"psnr_embedded_valid"`` (dB). threshold: draws the line the paper uses (34.4 dB).
+        column: e.g. ``"psnr_embedded_valid"`` or ``"edsr_psnr_DIV2K_valid"`` (dB; the axis names the metric).
+        threshold: draws the line the speed question is asked at (the paper: 34.4 dB, EDSR metric).
+        marks: {label: (epoch, dB)} points to draw, e.g. the paper's own crossings and finals.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4))
     for arm, g in tidy.groupby("arm", sort=False):
         stats = g.groupby("epoch")[column].agg(["mean", "min", "max", "count"])
-        color = ARM_COLORS.get(arm)
-        ax.plot(stats.index, stats["mean"], color=color, label=f"{arm} (mean of {stats['count'].max()} seeds)")
-        ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
+        color = ARM_COLORS.get(arm, ARM_COLORS.get(arm.split("_")[0]))
+        ax.plot(stats.index, stats["mean"], color=color, ls="-" if arm in ARM_COLORS else "--",
+                label=f"{arm} (mean of {stats['count'].max()} seeds, band: range)")
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, lw=0)
     if threshold is not None:
         ax.axhline(threshold, color="0.3", ls="--", lw=0.8, label=f"threshold {threshold:.2f} dB")
-    ax.set(xlabel="epoch", ylabel=f"PSNR (dB), {column.removeprefix('psnr_')}", title=note or None)
+    for label, (epoch, value) in (marks or {}).items():
+        ax.plot([epoch], [value], marker="x", color="k", ms=7, ls="none")
+        ax.annotate(label, (epoch, value), fontsize=7, xytext=(4, -10), textcoords="offset points")
+    ax.set(xlabel="epoch", ylabel=metric_label(column), title=note or None)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return ax.figure
 
 
-def control_curves(tidy: pd.DataFrame, column: str, threshold: float | None = None, note: str = ""):
-    """Notebook 07: controls (left) and PSPL variants (right), each against plain L1 and PSPL, with seed bands."""
+def control_curves(tidy: pd.DataFrame, column: str, threshold: float | None = None, note: str = "",
+                   groups: dict | None = None):
+    """Notebook 07: one panel per group of arms ({title: [arms]}), each beside plain L1 and PSPL, with seed
+    bands. Default groups: the 2x2 (l1, uniform, contrast, pspl) and everything else."""
     arms = list(dict.fromkeys(tidy.arm))
-    left = [a for a in arms if not a.startswith("pspl_")]
-    right = ["l1", "pspl"] + [a for a in arms if a.startswith("pspl_")]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), sharey=True, constrained_layout=True)
-    for ax, group, title in ((axes[0], left, "controls"), (axes[1], right, "PSPL variants")):
-        psnr_curves(tidy[tidy.arm.isin(group)], column, threshold, ax=ax, note=f"{title} {note}".strip())
+    if groups is None:
+        design = [a for a in ("l1", "uniform", "contrast", "pspl") if a in arms]
+        groups = {"the 2x2: scale x contrast": design}
+        rest = [a for a in arms if a not in design]
+        if rest:
+            groups["other controls and variants"] = rest
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.2), sharey=True, constrained_layout=True,
+                             squeeze=False)
+    for ax, (title, group) in zip(axes[0], groups.items()):
+        shown = list(dict.fromkeys([a for a in ("l1", "pspl") if a in arms] + list(group)))
+        psnr_curves(tidy[tidy.arm.isin(shown)], column, threshold, ax=ax, note=f"{title} {note}".strip())
     return fig
 
 
@@ -227,4 +251,82 @@ def image_grid(images: dict, box=None, title: str = ""):
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def threshold_sensitivity(sweep: pd.DataFrame, chosen: float | None = None, note: str = ""):
+    """Speed ratio (arm / baseline epochs to threshold, t-interval band) against the threshold (dB).
+
+    ``sweep`` is ``stats.threshold_sweep``'s table; ``chosen`` marks the threshold the verdict tables use. Read
+    it as: where the band lies wholly below 1 the arm is faster *at those thresholds*; a verdict that flips
+    along the axis belongs to the threshold, not to the arm. The top axis gives the baseline's epoch there.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    for arm, g in sweep.groupby("arm", sort=False):
+        g = g.sort_values("threshold")
+        color = ARM_COLORS.get(arm.split("_")[0])
+        ax.plot(g.threshold, g.ratio, marker="o", ms=3, color=color, label=arm)
+        ax.fill_between(g.threshold, g.lo, g.hi, color=color, alpha=0.15, lw=0)
+    ax.axhline(1.0, color="0.3", lw=0.8)
+    if chosen is not None:
+        ax.axvline(chosen, color="0.3", ls="--", lw=0.8, label=f"threshold of the verdicts, {chosen:.2f} dB")
+    base = sweep.drop_duplicates("threshold").sort_values("threshold")
+    top = ax.secondary_xaxis("top", functions=(
+        lambda x: np.interp(x, base.threshold, base.base_epoch), lambda e: np.interp(e, base.base_epoch, base.threshold)))
+    top.set_xlabel("epoch at which the baseline's mean curve reaches it")
+    ax.set(xlabel="threshold PSNR (dB)", ylabel="epochs ratio, arm / baseline (95% t-interval)", yscale="log",
+           title=note or None)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def effects_forest(tables: dict, note: str = ""):
+    """Effects with their intervals, one panel per table (e.g. {"final PSNR": ..., "mean PSNR over epochs": ...}
+    from ``controls.factorial_effects``): a dot and a bar per effect, the zero line for "no effect"."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 0.45 * max(len(t) for t in tables.values()) + 1.4),
+                             sharey=True, constrained_layout=True, squeeze=False)
+    for ax, (title, t) in zip(axes[0], tables.items()):
+        y = np.arange(len(t))[::-1]
+        colors = ["tab:green" if v.startswith("better") else "tab:red" if v.startswith("worse") else "0.4"
+                  for v in t.verdict]
+        ax.hlines(y, t.lo, t.hi, colors=colors, lw=2)
+        ax.scatter(t["diff"], y, c=colors, zorder=3)
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set_yticks(y, t.effect if "effect" in t else t.index)
+        ax.set(xlabel=f"{title} (dB), 95% t-interval over {int(t.n.min())} seeds", title=title)
+        ax.grid(alpha=0.3, axis="x")
+    if note:
+        fig.suptitle(note, fontsize=9)
+    return fig
+
+
+def lr_sweep(lrs: pd.DataFrame, note: str = ""):
+    """Final PSNR against the learning-rate multiplier for each family (``controls.lr_table``), with the
+    difference-from-x1 interval as error bars; the best lr of each family is ringed."""
+    fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
+    for family, g in lrs.groupby("family", sort=False):
+        color = ARM_COLORS.get(family)
+        ax.errorbar(g.lr_mult, g["mean"], yerr=[g.diff_vs_x1 - g.lo, g.hi - g.diff_vs_x1], color=color, marker="o",
+                    capsize=3, label=f"{family} (error bar: difference from x1, 95% t)")
+        best = g[g.best]
+        ax.scatter(best.lr_mult, best["mean"], s=160, facecolors="none", edgecolors=color)
+    ax.set(xscale="log", xlabel="learning rate multiplier (x the profile's lr)", ylabel="final PSNR (dB), mean over seeds",
+           title=note or None)
+    ax.set_xticks(sorted(lrs.lr_mult.unique()), [f"x{m:g}" for m in sorted(lrs.lr_mult.unique())])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def gains_forest(gains: pd.DataFrame, note: str = ""):
+    """Table 1's PSPL gains with intervals (``reference.gains``): one row per (model, set), the paper's claimed
+    gain as a cross where it has one (column ``paper_gain_psnr``, optional)."""
+    t = gains.assign(effect=gains.model + " / " + gains.set, diff=gains.gain_psnr, n=gains.seeds)
+    fig = effects_forest({"PSPL gain in PSNR": t}, note)
+    ax = fig.axes[0]
+    if "paper_gain_psnr" in gains:
+        y = np.arange(len(t))[::-1]
+        ax.scatter(gains.paper_gain_psnr, y, marker="x", color="k", zorder=4, label="the paper's claimed gain")
+        ax.legend(fontsize=7)
     return fig

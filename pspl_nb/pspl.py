@@ -63,13 +63,15 @@ def contrast(ms, step: float, mu: float = -1.0, alpha: float = 1.0, beta: float 
     ``Ma / mean(Ma)`` has mean 1 whatever the age, so it keeps which pixels PSPL favours and drops the
     global loss scale that PSPL's rising mean weight adds (gamma cancels). Computed as ``N * softmax(z)``
     with ``z = -(ms - mu)^2 / delta^2``: stable even when every Ma underflows to 0 early in training. At
-    delta = 0 (or below the dtype's smallest normal) it is the limit: equal weights on the elements
-    closest to mu, 0 elsewhere. Returns a tensor shaped like ``ms``, values >= 0, mean 1.
+    delta = 0 (or so small that delta^2 is below the dtype's smallest normal) it is the limit: equal
+    weights on the elements closest to mu, 0 elsewhere. Returns a tensor shaped like ``ms``, values >= 0, mean 1.
     """
     check_schedule(1.0, alpha, beta, step)
     d2 = torch.as_tensor(ms).sub(mu).square_()
     delta = alpha * step + beta
-    if delta < torch.finfo(d2.dtype).tiny:
+    # (ms - mu)^2 <= 4 on SSIM's range, so from delta^2 >= 4 * tiny on z = -(ms - mu)^2 / delta^2 cannot overflow
+    # (and 0 / 0 cannot happen); below it the limit is taken
+    if delta * delta < 4 * torch.finfo(d2.dtype).tiny:
         w = (d2 == d2.min()).to(d2.dtype)
     else:
         z = d2.div_(-delta * delta)

@@ -1,8 +1,18 @@
-"""Numbers to compare against (REFERENCE.md section 6), and the tables that put ours beside them.
+"""Numbers to compare against (docs/numbers.md), the kit's committed reference grids, and the tables that
+put ours beside them.
 
-All PSNR in dB on the Y channel (BT.601) with ``scale`` pixels shaved; SSIM MATLAB-style.
+All PSNR in dB on the Y channel (BT.601) with ``scale`` pixels shaved; SSIM MATLAB-style; except the DIV2K
+validation numbers of Fig. 4 and ``DIV2K_VALID_EDSR_BASELINE``, which are EDSR-PyTorch's RGB metric with
+``scale + 6`` pixels shaved (``metrics.edsr_psnr``, docs/protocol.md#edsr-metric).
 """
+import json
+import os
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
+
+from pspl_nb.stats import paired_difference, verdict
 
 SETS = ("Set5", "Set14", "B100", "Urban100")
 MODELS = ("srcnn", "vdsr", "drrn", "lapsrn", "edsr")
@@ -40,12 +50,39 @@ PUBLISHED = {
         "edsr": [(32.46, .8968), (28.80, .7876), (27.71, .7420), (26.64, .8033)]},
 }
 
-# EDSR-baseline on DIV2K validation 0801-0900 (RGB PSNR, EDSR's own shave).
+# EDSR-baseline on DIV2K validation 0801-0900 (EDSR-PyTorch's metric: RGB, shave = scale + 6).
 DIV2K_VALID_EDSR_BASELINE = {2: 34.61, 3: 30.92, 4: 28.95}
 
-# The paper's Fig. 4 (EDSR-baseline x2, DIV2K validation, one run per arm), read off the figure.
+# The paper's Fig. 4 (EDSR-baseline x2, DIV2K validation 0801-0900, one run per arm), read off the figure;
+# EDSR-PyTorch's metric (``metric``), so a comparison must use the ``edsr_psnr_DIV2K_valid`` column.
 FIG4 = dict(threshold=34.4, epochs_pspl=67, epochs_l1=128, text_pspl=70, text_l1=125,
-            final_pspl=34.60, final_l1=34.55, noise=(0.1, 0.2))
+            final_pspl=34.60, final_l1=34.55, noise=(0.1, 0.2), metric="edsr_psnr", images=100,
+            column="edsr_psnr_DIV2K_valid")
+
+# Images per test set: Table 1 is scored on all of them (``RunConfig.test_sets``), never on a subset.
+SET_SIZES = {"Set5": 5, "Set14": 14, "B100": 100, "Urban100": 100}
+
+def reference_dir() -> Path:
+    """Where committed reference grids live: ``$PSPL_REFERENCE`` if set, else ``<repo>/results/reference``."""
+    env = os.environ.get("PSPL_REFERENCE")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "results" / "reference"
+
+
+def committed(profile: str, name: str) -> pd.DataFrame:
+    """A table of a committed reference grid, ``<reference_dir>/<profile>/<name>.csv``.
+
+    For ``<grid>_histories`` tables, ``attrs["provenance"]`` holds that grid's entry of ``provenance.json``
+    (profile, config, seeds, command, code version, date, numerics; ``experiments.record_reference``).
+    """
+    folder = reference_dir() / profile
+    path = folder / f"{name}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is not committed; tables there: {sorted(p.stem for p in folder.glob('*.csv'))}")
+    table = pd.read_csv(path)
+    prov = folder / "provenance.json"
+    grids = json.loads(prov.read_text()).get("grids", {}) if prov.exists() else {}
+    table.attrs["provenance"] = grids.get(name.removesuffix("_histories"), {})
+    return table
 
 
 def paper_table1() -> pd.DataFrame:
@@ -64,12 +101,34 @@ def published(scale: int) -> pd.DataFrame:
                          for s, (p, q) in zip(SETS, vals)])
 
 
-def final_scores(tidy: pd.DataFrame) -> pd.DataFrame:
-    """The last epoch of every run in a tidy table, long form: model, arm ("base"/"pspl"), set, psnr, ssim."""
+def final_scores(tidy: pd.DataFrame, sets=None) -> pd.DataFrame:
+    """The last epoch of every run in a tidy table, long form: model, arm ("base"/"pspl"), seed, set, psnr, ssim.
+
+    ``sets``: which ``psnr_<set>`` columns (default: all of them, test sets included: they are scored in the
+    last row).
+    """
     last = tidy[tidy.epoch == tidy.groupby("run_id").epoch.transform("max")]
-    sets = [c.removeprefix("psnr_") for c in tidy.columns if c.startswith("psnr_")]
-    rows = [dict(model=r.model, arm="base" if r.weighting == "none" else r.weighting, set=s,
+    sets = [c.removeprefix("psnr_") for c in tidy.columns if c.startswith("psnr_")] if sets is None else sets
+    rows = [dict(model=r.model, arm="base" if r.weighting == "none" else r.weighting, seed=r.seed, set=s,
                  psnr=getattr(r, f"psnr_{s}"), ssim=getattr(r, f"ssim_{s}")) for r in last.itertuples() for s in sets]
+    return pd.DataFrame(rows)
+
+
+def gains(ours: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
+    """PSPL's gain over the baseline per (model, set), paired by seed, with a t-interval.
+
+    Args:
+        ours: ``final_scores`` rows (model, arm, seed, set, psnr, ssim), several seeds per cell.
+    Returns:
+        One row per (model, set): seeds, gain_psnr (dB), lo, hi, p_signflip, verdict, gain_ssim.
+    """
+    rows = []
+    for (model, name), cell in ours.groupby(["model", "set"], sort=False):
+        wide = cell.pivot_table(index="seed", columns="arm", values=["psnr", "ssim"]).dropna()
+        d = paired_difference(wide["psnr"]["pspl"], wide["psnr"]["base"], ci)
+        rows.append(dict(model=model, set=name, seeds=d["n"], gain_psnr=d["diff"], lo=d["lo"], hi=d["hi"],
+                         p_signflip=d["p_signflip"], verdict=verdict(d["lo"], d["hi"], "difference", d["n"]),
+                         gain_ssim=float(np.mean(wide["ssim"]["pspl"] - wide["ssim"]["base"]))))
     return pd.DataFrame(rows)
 
 
@@ -80,10 +139,10 @@ def table1_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
         ours: one row per (model, arm, set) with columns model, arm ("base" or "pspl"), set, psnr, ssim.
             Our ``set`` may be any evaluation set; the paper's columns are filled only where it has one.
     Returns:
-        One row per (model, set): ours_base/ours_pspl PSNR and SSIM, our gain, the paper's rows and gain,
-        and ``gain_diff`` = our gain - the paper's gain (dB).
+        One row per (model, set): ours_base/ours_pspl PSNR and SSIM (means over seeds), our gain, the paper's
+        rows and gain, and ``gain_diff`` = our gain - the paper's gain (dB).
     """
-    wide = ours.pivot_table(index=["model", "set"], columns="arm", values=["psnr", "ssim"])
+    wide = ours.pivot_table(index=["model", "set"], columns="arm", values=["psnr", "ssim"], aggfunc="mean")
     wide.columns = [f"ours_{arm}_{metric}" for metric, arm in wide.columns]
     wide = wide.reset_index()
     wide["ours_gain_psnr"] = wide.ours_pspl_psnr - wide.ours_base_psnr
@@ -91,3 +150,35 @@ def table1_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
     out = wide.merge(paper_table1(), on=["model", "set"], how="left")
     out["gain_diff_psnr"] = out.ours_gain_psnr - out.paper_gain_psnr
     return out
+
+
+def table1_sets(c) -> tuple:
+    """The sets a Table-1 run of config ``c`` is scored on: its test sets (all images), else its validation set."""
+    return tuple(c.test_sets) or (c.val_set,)
+
+
+def scored_images(c, root=None) -> dict:
+    """{set: number of images scored} for config ``c``: every image of a test set, ``eval_limit`` of the others.
+
+    For footnotes: a table that says "Set14" must say whether it means all 14 images.
+    """
+    from pspl_nb.config import TEST_SETS
+    from pspl_nb.data import set_dir
+
+    counts = {}
+    for name in dict.fromkeys((*c.eval_sets, *c.test_sets)):
+        n = len(list((set_dir(name, root, "valid") / "HR").glob("*.png")))
+        counts[name] = n if name in TEST_SETS or c.eval_limit is None else min(n, c.eval_limit)
+    return counts
+
+
+def describe_sets(c, root=None) -> str:
+    """One footnote line naming every scored set and its image count, e.g. "Set5: 5 images (all), ..."."""
+    from pspl_nb.config import TEST_SETS
+
+    def all_or_part(name, n):
+        full = SET_SIZES.get(name)
+        return "all" if name in TEST_SETS or c.eval_limit is None else f"first {n}" if full is None or n < full else "all"
+
+    return "Scored on " + ", ".join(f"{name}: {n} images ({all_or_part(name, n)})"
+                                    for name, n in scored_images(c, root).items()) + "."

@@ -25,25 +25,53 @@ def notebooks() -> list[Path]:
 def execute(path: Path, profile: str, out_dir: Path, timeout: int | None = None) -> Path:
     """Run one notebook with ``PROFILE = profile`` injected after its ``parameters`` cell; returns the copy.
 
+    The copy keeps the widgets as the kernel left them: nbclient records every ipywidgets model the kernel
+    opens or updates (slider values, the figure an Output widget last captured) and papermill writes that
+    record to ``metadata.widgets["application/vnd.jupyter.widget-state+json"]``, which ``to_html`` embeds.
     A failing cell raises ``papermill.PapermillExecutionError``; the partly executed copy is still written.
     """
+    import shutil
+    import tempfile
+
     import papermill
+    from jupyter_client.manager import KernelManager
 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
     os.environ["PSPL_PROFILE"] = profile  # the kernel inherits it: a cell reading the default sees it too
-    papermill.execute_notebook(str(path), str(out), parameters={"PROFILE": profile}, kernel_name="python3",
-                               cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
+    # The kernel talks over Unix sockets in a private folder, not TCP ports: jupyter_client picks a port by
+    # binding and releasing it, so another process (a second kernel, torchrun) can take it in between and a
+    # lost reply leaves the client waiting for ever.
+    sockets = tempfile.mkdtemp(prefix="pspl-kernel-")
+    try:
+        papermill.execute_notebook(str(path), str(out), parameters={"PROFILE": profile}, kernel_name="python3",
+                                   cwd=str(path.parent), progress_bar=False, execution_timeout=timeout,
+                                   km=KernelManager(kernel_name="python3", transport="ipc",
+                                                    ip=os.path.join(sockets, "kernel")),
+                                   # nbclient's default, stated: the HTML needs it, and so does nbclient's stand-in
+                                   # for the Output widget (with False, notebook 02's explorer cell never finishes)
+                                   store_widget_state=True)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     return out
 
 
 def to_html(executed: Path) -> Path:
-    """An HTML copy of an executed notebook (widgets render as their last static state)."""
+    """An HTML copy of an executed notebook that needs no kernel: figures inline, widgets as they were left.
+
+    Figures are ``<img src="data:image/png;base64,...">``. The widget state of the notebook's metadata is
+    embedded as ``<script type="application/vnd.jupyter.widget-state+json">`` with one
+    ``application/vnd.jupyter.widget-view+json`` script per displayed widget; in a browser, ipywidgets'
+    HTML manager (fetched from a CDN, in the version range the installed ipywidgets declares compatible
+    with the state it wrote, instead of nbconvert's default "any version") draws the sliders at their last
+    values and the Output widget's last figure. Offline, every figure outside a widget still shows.
+    """
+    from ipywidgets.embed import DEFAULT_EMBED_REQUIREJS_URL
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_filename(str(executed))
+    body, _ = HTMLExporter(widget_renderer_url=DEFAULT_EMBED_REQUIREJS_URL).from_filename(str(executed))
     html = executed.with_suffix(".html")
-    html.write_text(body)
+    html.write_text(body, encoding="utf-8")
     return html
 
 

@@ -2,7 +2,14 @@
 
 The paper's claims are "reaches a given PSNR in fewer epochs" (Fig. 4: 34.4 dB at about epoch 67 instead of
 128) and "ends at a higher PSNR" (Table 1). With a few seeds per arm, each claim becomes a paired comparison
-against the baseline arm with a percentile bootstrap interval over seeds, and a verdict in plain words.
+against the baseline arm: per-seed differences (or log ratios), a Student-t interval for their mean, an
+exact sign-flip p-value, and a verdict in plain words that follows the interval. Few seeds support little:
+with 3 seeds the t-interval is wide (t = 4.30) and no sign-flip p-value can go below 0.25; a percentile
+bootstrap over 3 seeds has 10 distinct resamples and its 95% interval is just [min, max], so the bootstrap
+is shown only from 8 seeds up, as a second view.
+
+Speed depends on where the threshold sits, so ``threshold_sweep`` moves it along the baseline's curve and
+``speed_statement`` says for which thresholds a verdict holds; ``mean_gap`` is a threshold-free measure.
 
 Input is a *tidy* DataFrame, one row per (run, epoch): columns ``arm`` (str), ``seed`` (int), ``epoch``
 (int, 1-based) and metric columns such as ``psnr_embedded_valid`` (dB). A run is one (arm, seed) pair.
@@ -14,6 +21,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import torch
 
 from pspl_nb.pspl import attention, check_schedule
@@ -85,7 +93,7 @@ def per_seed_epochs(tidy: pd.DataFrame, column: str, threshold: float) -> pd.Dat
     return pd.DataFrame(rows, columns=["arm", "seed", "epochs"])
 
 
-def _paired(a, b, name: str, n_boot: int, ci: float):
+def _paired(a, b, name: str, ci: float):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 1 or a.shape != b.shape:
         raise ValueError(f"{name}: a and b must be 1-D of one length (one value per seed), got {a.shape}, {b.shape}")
@@ -93,77 +101,118 @@ def _paired(a, b, name: str, n_boot: int, ci: float):
         raise ValueError(f"{name}: empty a and b (no seeds)")
     if not 0 < ci < 1:
         raise ValueError(f"{name}: ci={ci} must be in (0, 1)")
-    if int(n_boot) != n_boot or n_boot < 1:
-        raise ValueError(f"{name}: n_boot={n_boot} must be a positive integer")
     return a, b
 
 
-def _resample(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) seed indices drawn with replacement: one row per bootstrap replicate. Both arms use the
-    same row, which keeps the seeds paired (seed k of arm a goes with seed k of the baseline)."""
-    return np.random.default_rng(seed).integers(0, n, size=(int(n_boot), n))
+MIN_SEEDS = 3  # below this no interval is stated at all
+MIN_BOOTSTRAP_SEEDS = 8  # below this a percentile bootstrap over seeds is little more than [min, max]
 
 
-def _interval(replicates: np.ndarray, ci: float) -> tuple:
-    lo, hi = np.quantile(replicates, [(1 - ci) / 2, (1 + ci) / 2])
+def t_interval(d, ci: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``d`` and its Student-t interval: ``mean -/+ t_{n-1} * sd / sqrt(n)`` (sd with n - 1).
+
+    The interval for the mean of n paired differences (one per seed) when they scatter roughly normally.
+    With n = 3 it is wide (t_{2, 0.975} = 4.30): that width is what three seeds can support. NaN bounds
+    for n < 2; for n >= 2 with zero spread, [mean, mean].
+    """
+    d = np.asarray(d, dtype=np.float64)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, math.nan, math.nan
+    half = float(scipy.stats.t.ppf((1 + ci) / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return mean, mean - half, mean + half
+
+
+def sign_flip_p(d) -> float:
+    """Exact two-sided p-value of the sign-flip (paired permutation) test of "mean(d) = 0".
+
+    Under the null each seed's difference is as likely to have either sign; the p-value is the share of the
+    2^n sign patterns whose |mean| is at least the observed one. It needs no normality, and it shows what
+    few seeds can say: with 3 seeds the smallest possible p is 2/8 = 0.25, with 8 it is 2/256 = 0.008.
+    n <= 20 (all patterns enumerated); NaN differences give NaN.
+    """
+    d = np.asarray(d, dtype=np.float64)
+    if not np.isfinite(d).all() or len(d) == 0:
+        return math.nan
+    if len(d) > 20:
+        raise ValueError(f"sign_flip_p: n={len(d)} > 20 seeds; use a t-interval")
+    signs = 1 - 2 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)  # (2^n, n) of +-1
+    means = np.abs(signs @ d) / len(d)
+    return float(np.mean(means >= abs(d.mean()) - 1e-12 * max(1.0, abs(d.mean()))))
+
+
+def _bootstrap(d, ci: float, n_boot: int, seed: int) -> tuple[float, float]:
+    """Percentile interval of the mean of ``d`` over seeds resampled with replacement (secondary view)."""
+    rows = np.random.default_rng(seed).integers(0, len(d), size=(int(n_boot), len(d)))
+    lo, hi = np.quantile(d[rows].mean(axis=1), [(1 - ci) / 2, (1 + ci) / 2])
     return float(lo), float(hi)
 
 
-def bootstrap_ratio(a, b, n_boot: int = 10000, ci: float = 0.95, seed: int = 0) -> dict:
-    """Ratio mean(a) / mean(b) of epochs-to-threshold, arm a over baseline b, with a paired bootstrap interval.
-
-    Args:
-        a, b: epochs to threshold (> 0, NaN = not reached), one per seed, aligned by seed.
-        n_boot: bootstrap replicates. ci: interval coverage, e.g. 0.95. seed: seeds the numpy Generator.
-
-    Returns:
-        dict(ratio, lo, hi, n, reached_a, reached_b): the ratio (< 1 = a is faster) and its percentile
-        interval; n seeds; how many seeds reached the threshold in each arm. If any seed of either arm did
-        not reach it, ratio, lo and hi are NaN: a mean over the seeds that did would flatter the slower arm.
-    """
-    a, b = _paired(a, b, "bootstrap_ratio", n_boot, ci)
-    reached_a, reached_b = int(np.isfinite(a).sum()), int(np.isfinite(b).sum())
-    out = dict(ratio=math.nan, lo=math.nan, hi=math.nan, n=len(a), reached_a=reached_a, reached_b=reached_b)
-    if reached_a < len(a) or reached_b < len(b):
-        return out
-    if (a < 0).any() or (b <= 0).any():
-        raise ValueError(f"bootstrap_ratio: epochs must be >= 0 in a and > 0 in b, got a={a.tolist()}, b={b.tolist()}")
-    idx = _resample(len(a), n_boot, seed)
-    out["ratio"] = float(a.mean() / b.mean())
-    out["lo"], out["hi"] = _interval(a[idx].mean(axis=1) / b[idx].mean(axis=1), ci)
-    return out
+def _interval_summary(d, ci: float, n_boot: int, seed: int) -> dict:
+    mean, lo, hi = t_interval(d, ci)
+    out = dict(lo=lo, hi=hi, n=len(d), p_signflip=sign_flip_p(d), boot_lo=math.nan, boot_hi=math.nan)
+    if len(d) >= MIN_BOOTSTRAP_SEEDS:
+        out["boot_lo"], out["boot_hi"] = _bootstrap(d, ci, n_boot, seed)
+    return mean, out
 
 
-def paired_difference(a, b, n_boot: int = 10000, ci: float = 0.95, seed: int = 0) -> dict:
+def paired_difference(a, b, ci: float = 0.95, n_boot: int = 10000, seed: int = 0) -> dict:
     """Mean over seeds of a - b (e.g. final PSNR of an arm minus the baseline's, dB), paired by seed.
 
     Returns:
-        dict(diff, lo, hi, n): the mean difference, its percentile bootstrap interval (``ci`` coverage,
-        ``n_boot`` replicates, numpy Generator seeded with ``seed``) and the number of seeds. NaN in a or b
-        makes diff, lo and hi NaN.
+        dict(diff, lo, hi, n, p_signflip, boot_lo, boot_hi): the mean difference and its paired t-interval
+        (``t_interval``, ``ci`` coverage), the number of seeds, the sign-flip p-value (``sign_flip_p``), and
+        a percentile bootstrap interval as a secondary view, only from ``MIN_BOOTSTRAP_SEEDS`` seeds up (NaN
+        below). NaN in a or b makes everything but n NaN.
     """
-    a, b = _paired(a, b, "paired_difference", n_boot, ci)
+    a, b = _paired(a, b, "paired_difference", ci)
     d = a - b  # pairing: the seed-to-seed spread that both arms share cancels here
     if not np.isfinite(d).all():
-        return dict(diff=math.nan, lo=math.nan, hi=math.nan, n=len(d))
-    lo, hi = _interval(d[_resample(len(d), n_boot, seed)].mean(axis=1), ci)
-    return dict(diff=float(d.mean()), lo=lo, hi=hi, n=len(d))
+        return dict(diff=math.nan, lo=math.nan, hi=math.nan, n=len(d), p_signflip=math.nan, boot_lo=math.nan,
+                    boot_hi=math.nan)
+    mean, out = _interval_summary(d, ci, n_boot, seed)
+    return dict(diff=mean, **out)
 
 
-MIN_SEEDS = 3
+def paired_ratio(a, b, ci: float = 0.95, n_boot: int = 10000, seed: int = 0) -> dict:
+    """Ratio of epochs-to-threshold, arm a over baseline b, paired by seed, on the log scale.
+
+    The per-seed log ratios log(a_k / b_k) get a t-interval (``t_interval``); the ratio and its bounds are
+    their exponentials: a geometric mean ratio, < 1 = a is faster.
+
+    Args:
+        a, b: epochs to threshold (> 0, NaN = not reached), one per seed, aligned by seed.
+    Returns:
+        dict(ratio, lo, hi, n, reached_a, reached_b, p_signflip, boot_lo, boot_hi). If any seed of either arm
+        did not reach the threshold, ratio and bounds are NaN: an average over the seeds that did would
+        flatter the slower arm.
+    """
+    a, b = _paired(a, b, "paired_ratio", ci)
+    reached_a, reached_b = int(np.isfinite(a).sum()), int(np.isfinite(b).sum())
+    out = dict(ratio=math.nan, lo=math.nan, hi=math.nan, n=len(a), reached_a=reached_a, reached_b=reached_b,
+               p_signflip=math.nan, boot_lo=math.nan, boot_hi=math.nan)
+    if reached_a < len(a) or reached_b < len(b):
+        return out
+    if (a <= 0).any() or (b <= 0).any():
+        raise ValueError(f"paired_ratio: epochs must be > 0, got a={a.tolist()}, b={b.tolist()}")
+    mean, summary = _interval_summary(np.log(a) - np.log(b), ci, n_boot, seed)
+    out.update(summary, ratio=math.exp(mean))
+    for k in ("lo", "hi", "boot_lo", "boot_hi"):
+        out[k] = math.exp(out[k]) if math.isfinite(out[k]) else math.nan
+    return out
 
 
 def verdict(lo: float, hi: float, kind: str, n: int | None = None) -> str:
     """Plain words for an interval [lo, hi] over ``n`` seeds.
 
     kind="ratio": epochs ratio, < 1 means faster. kind="difference": metric difference in dB, > 0 is better.
-    An interval that touches the neutral value (1 or 0) is "no detectable difference". With fewer than
-    ``MIN_SEEDS`` seeds a bootstrap has only a handful of distinct resamples, so no verdict is given.
+    An interval that touches the neutral value (1 or 0) is "no detectable difference". Below ``MIN_SEEDS``
+    seeds: "not enough seeds".
     """
     if kind not in VERDICT_KINDS:
         raise ValueError(f"verdict: kind={kind!r}, expected one of {VERDICT_KINDS}")
     if n is not None and n < MIN_SEEDS:
-        return f"{n} seed(s): too few for an interval"
+        return f"not enough seeds ({n})"
     if math.isnan(lo) or math.isnan(hi):
         return "not reached by every seed" if kind == "ratio" else "undefined (missing values)"
     if kind == "ratio":
@@ -173,53 +222,129 @@ def verdict(lo: float, hi: float, kind: str, n: int | None = None) -> str:
             else "no detectable difference")
 
 
-def claims_table(tidy: pd.DataFrame, column: str, threshold: float, baseline: str = "l1",
-                 n_boot: int = 10000) -> pd.DataFrame:
-    """One row per arm other than ``baseline``: is it faster to ``threshold``, and better at the end and at its best?
-
-    Seeds are matched by the ``seed`` column; only seeds present in both arms are used (``seeds``), the
-    arm's others are counted in ``unmatched``. Each pair of runs is compared over the epochs both logged
-    (up to the shorter run's last epoch, ``horizon`` is the smallest such epoch), so a longer run gets no
-    extra chances. Column values are in ``column``'s unit (dB for PSNR); epochs are fractional epochs.
-
-    Returns:
-        DataFrame with columns arm, baseline, seeds, unmatched, horizon, epochs_arm, epochs_base (means, NaN
-        if a seed never got there), reached_arm, reached_base, ratio, ratio_lo, ratio_hi, speed,
-        final_diff, final_lo, final_hi, final_verdict, best_diff, best_lo, best_hi, best_verdict.
-    """
+def _pairs(tidy: pd.DataFrame, column: str, baseline: str):
+    """{arm: [(seed, arm's run, baseline's run)]} over seeds both have, each run cut to the shorter one's
+    epochs, so a longer run gets no extra chances; arms sharing no seed with the baseline raise."""
     runs = dict(_runs(tidy, column))
     arms = sorted({arm for arm, _ in runs})
     if baseline not in arms:
         raise ValueError(f"claims_table: baseline={baseline!r} not among the arms {arms}")
     base_seeds = {seed for arm, seed in runs if arm == baseline}
-    rows = []
+    out = {}
     for arm in [a for a in arms if a != baseline]:
         seeds = sorted(seed for a, seed in runs if a == arm)
         common = [s for s in seeds if s in base_seeds]
         if not common:
             raise ValueError(f"claims_table: arm {arm!r} shares no seed with baseline {baseline!r}")
-        pairs, horizons = [], []
+        rows = []
         for s in common:
             run, base = runs[(arm, s)], runs[(baseline, s)]
             horizon = min(run["epoch"].iloc[-1], base["epoch"].iloc[-1])
-            horizons.append(horizon)
-            pairs.append((_summary(run[run["epoch"] <= horizon], column, threshold, arm, s),
-                          _summary(base[base["epoch"] <= horizon], column, threshold, baseline, s)))
-        mine, theirs = (np.array(side) for side in zip(*pairs))  # each (seeds, 3): reach, final, best
-        speed = bootstrap_ratio(mine[:, 0], theirs[:, 0], n_boot)
-        final = paired_difference(mine[:, 1], theirs[:, 1], n_boot)
-        best = paired_difference(mine[:, 2], theirs[:, 2], n_boot)
-        rows.append(dict(
-            arm=arm, baseline=baseline, seeds=len(common), unmatched=len(seeds) - len(common), horizon=min(horizons),
-            epochs_arm=float(mine[:, 0].mean()), epochs_base=float(theirs[:, 0].mean()),
-            reached_arm=speed["reached_a"], reached_base=speed["reached_b"],
-            ratio=speed["ratio"], ratio_lo=speed["lo"], ratio_hi=speed["hi"],
-            speed=verdict(speed["lo"], speed["hi"], "ratio", len(common)),
-            final_diff=final["diff"], final_lo=final["lo"], final_hi=final["hi"],
-            final_verdict=verdict(final["lo"], final["hi"], "difference", len(common)),
-            best_diff=best["diff"], best_lo=best["lo"], best_hi=best["hi"],
-            best_verdict=verdict(best["lo"], best["hi"], "difference", len(common))))
+            rows.append((s, run[run["epoch"] <= horizon], base[base["epoch"] <= horizon]))
+        out[arm] = (rows, len(seeds) - len(common))
+    return out
+
+
+def mean_gap(run: pd.DataFrame, base: pd.DataFrame, column: str) -> float:
+    """Mean of (run - base) over the epochs both evaluated: the area between two curves divided by their
+    length, in the column's unit (dB). A threshold-free summary of "ahead during training"."""
+    both = run[["epoch", column]].merge(base[["epoch", column]], on="epoch", suffixes=("", "_base"))
+    return float((both[column] - both[column + "_base"]).mean())
+
+
+def claims_table(tidy: pd.DataFrame, column: str, threshold: float, baseline: str = "l1", ci: float = 0.95,
+                 n_boot: int = 10000) -> pd.DataFrame:
+    """One row per arm other than ``baseline``: faster to ``threshold``, ahead during training, better at the
+    end and at its best? Paired by seed, with t-intervals (``paired_ratio``, ``paired_difference``).
+
+    Seeds are matched by the ``seed`` column; only seeds present in both arms are used (``seeds``), the
+    arm's others are counted in ``unmatched``. Each pair of runs is compared over the epochs both logged
+    (``horizon`` is the smallest such last epoch). Values are in ``column``'s unit (dB for PSNR).
+
+    Returns:
+        DataFrame with columns arm, baseline, seeds, unmatched, horizon, epochs_arm, epochs_base (means, NaN
+        if a seed never got there), reached_arm, reached_base, ratio, ratio_lo, ratio_hi, ratio_p, speed;
+        gap_diff, gap_lo, gap_hi, gap_p, gap_verdict (``mean_gap``: mean PSNR difference over all evaluated
+        epochs); final_*, best_* likewise for the last epoch and the best epoch; *_p are sign-flip p-values.
+    """
+    rows = []
+    for arm, (pairs, unmatched) in _pairs(tidy, column, baseline).items():
+        mine = np.array([_summary(run, column, threshold, arm, s) for s, run, _ in pairs])
+        theirs = np.array([_summary(base, column, threshold, baseline, s) for s, _, base in pairs])
+        gaps = np.array([mean_gap(run, base, column) for _, run, base in pairs])
+        n = len(pairs)
+        speed = paired_ratio(mine[:, 0], theirs[:, 0], ci, n_boot)
+        row = dict(arm=arm, baseline=baseline, seeds=n, unmatched=unmatched,
+                   horizon=min(run["epoch"].iloc[-1] for _, run, _ in pairs),
+                   epochs_arm=float(mine[:, 0].mean()), epochs_base=float(theirs[:, 0].mean()),
+                   reached_arm=speed["reached_a"], reached_base=speed["reached_b"], ratio=speed["ratio"],
+                   ratio_lo=speed["lo"], ratio_hi=speed["hi"], ratio_p=speed["p_signflip"],
+                   speed=verdict(speed["lo"], speed["hi"], "ratio", n))
+        for name, d in (("gap", paired_difference(gaps, np.zeros(n), ci, n_boot)),
+                        ("final", paired_difference(mine[:, 1], theirs[:, 1], ci, n_boot)),
+                        ("best", paired_difference(mine[:, 2], theirs[:, 2], ci, n_boot))):
+            row.update({f"{name}_diff": d["diff"], f"{name}_lo": d["lo"], f"{name}_hi": d["hi"],
+                        f"{name}_p": d["p_signflip"], f"{name}_verdict": verdict(d["lo"], d["hi"], "difference", n)})
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def threshold_sweep(tidy: pd.DataFrame, column: str, baseline: str = "l1", fractions=None,
+                    ci: float = 0.95) -> pd.DataFrame:
+    """Speed ratio (arm / baseline epochs to threshold, t-interval) as the threshold moves along the
+    baseline's mean curve: is "faster" a property of the arm or of where the threshold was put?
+
+    Args:
+        fractions: positions on the run, (0, 1]: the threshold is the baseline's mean curve at that share of
+            its epochs (``matched_threshold``). Default: 0.1, 0.15, ..., 0.9.
+    Returns:
+        DataFrame, one row per (arm, fraction): arm, fraction, threshold (dB), base_epoch (where the
+        baseline's mean curve is there), ratio, lo, hi, reached (seeds that got there in both arms), speed.
+    """
+    fractions = np.round(np.arange(0.1, 0.901, 0.05), 3) if fractions is None else fractions
+    rows = []
+    for f in fractions:
+        level = matched_threshold(tidy, column, baseline, f)
+        base_epoch = max(1.0, f * tidy[tidy.arm == baseline].epoch.max())
+        for arm, (pairs, _) in _pairs(tidy, column, baseline).items():
+            mine = [_summary(run, column, level, arm, s)[0] for s, run, _ in pairs]
+            theirs = [_summary(base, column, level, baseline, s)[0] for s, _, base in pairs]
+            r = paired_ratio(mine, theirs, ci, n_boot=1)
+            rows.append(dict(arm=arm, fraction=float(f), threshold=level, base_epoch=base_epoch, ratio=r["ratio"],
+                             lo=r["lo"], hi=r["hi"], reached=min(r["reached_a"], r["reached_b"]),
+                             speed=verdict(r["lo"], r["hi"], "ratio", len(pairs))))
+    return pd.DataFrame(rows)
+
+
+def speed_statement(sweep: pd.DataFrame, arm: str) -> str:
+    """The speed verdict of ``arm`` with the threshold range where it holds, from ``threshold_sweep``:
+    e.g. "faster (interval excludes 1) for thresholds 31.20-32.85 dB (baseline there at epochs 1.2-4.8);
+    no detectable difference above"."""
+    rows = sweep[sweep.arm == arm].sort_values("threshold")
+    if rows.empty:
+        raise ValueError(f"speed_statement: no sweep rows for arm {arm!r}")
+    parts = []
+    for _, g in rows.groupby((rows.speed != rows.speed.shift()).cumsum(), sort=False):  # runs of one verdict
+        what = g.speed.iloc[0].split(",")[0]
+        parts.append(f"{what} for thresholds {g.threshold.min():.2f}-{g.threshold.max():.2f} dB (baseline there at "
+                     f"epochs {g.base_epoch.min():.1f}-{g.base_epoch.max():.1f})")
+    return "; ".join(parts)
+
+
+def transfer_threshold(tidy: pd.DataFrame, tune_column: str, bicubic_tune: float, bicubic_score: float,
+                       baseline: str = "l1", fraction: float = 125 / 300) -> float:
+    """A threshold for the scoring images set on *other* images: the baseline's gain over bicubic on the
+    tune set at ``fraction`` of the run, added to bicubic's PSNR on the scoring set (dB).
+
+    Setting the threshold on the images that then score ties it to their evaluation noise (an epoch where
+    those images happen to dip moves the threshold and the crossing together). A level in dB does not
+    carry over to other images; a gain over bicubic roughly does, which is what the field reports anyway.
+
+    Args:
+        tune_column: e.g. "psnr_embedded_tune". bicubic_tune, bicubic_score: bicubic's mean PSNR (dB) on the
+            tune set and on the scoring set (``evaluate.bicubic_psnr``). fraction: as ``matched_threshold``.
+    """
+    return bicubic_score + matched_threshold(tidy, tune_column, baseline, fraction) - bicubic_tune
 
 
 def flattening_table(epochs=(0.25, 0.5, 1, 2, 5, 10, 20), alpha: float = 1.0, beta: float = 0.0,

@@ -293,14 +293,15 @@ def train_epoch(run: Run, batches: Batches, epoch: int, bar) -> tuple[torch.Tens
     return torch.stack(losses), (torch.stack(weights) if weights else None)
 
 
-def close_epoch(run: Run, epoch: int, losses, weights, evaluation: dict, started: float) -> dict:
+def close_epoch(run: Run, epoch: int, losses, weights, evaluation: dict, started: float, trained: float) -> dict:
     """The epoch's history row (rank 0 evaluates every set in ``evaluation``) and its checkpoints.
 
-    ``started`` is ``time.perf_counter()`` at the epoch's start: ``wall_time`` adds training and evaluation.
+    ``started`` is ``time.perf_counter()`` at the epoch's start: ``wall_time`` adds training and evaluation;
+    ``trained`` is the seconds its training steps took (``train_time``, what a throughput projection needs).
     """
     c, n = run.c, run.c.iters_per_epoch
     att = weights.cpu() if weights is not None else torch.full((1, 3), math.nan)
-    row = dict(epoch=epoch + 1, iteration=(epoch + 1) * n, wall_time=0.0, loss=losses.mean().item(),
+    row = dict(epoch=epoch + 1, iteration=(epoch + 1) * n, wall_time=0.0, train_time=trained, loss=losses.mean().item(),
                lr=learning_rate(c, epoch, epoch + 1.0), age=epoch + 1.0, att_mean=att[:, 0].mean().item(),
                att_min=att[:, 1].min().item(), att_max=att[:, 2].max().item())
     if run.rank != 0:
@@ -398,8 +399,8 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
                    disable=not show or rank != 0, leave=False)
         for epoch in range(run.epoch, c.epochs):
             started = time.perf_counter()
-            losses, weights = train_epoch(run, batches, epoch, bar)
-            row = close_epoch(run, epoch, losses, weights, evaluation, started)
+            losses, weights = train_epoch(run, batches, epoch, bar)  # ends with a synchronising finiteness check
+            row = close_epoch(run, epoch, losses, weights, evaluation, started, time.perf_counter() - started)
             run.epoch = epoch + 1
             sessions[-1]["end_epoch"] = run.epoch
             if rank == 0:
@@ -430,7 +431,7 @@ def train(c: RunConfig, force: bool = False, results=None, data_root=None, progr
 
     Returns:
         DataFrame, one row per epoch (``epoch`` 1..epochs): ``iteration, wall_time`` (s, training and
-        evaluation), ``loss`` (train, mean over the epoch), ``lr``, ``age`` (PSPL step, epochs),
+        evaluation, cumulative), ``train_time`` (s, this epoch's steps only), ``loss`` (train, mean over the epoch), ``lr``, ``age`` (PSPL step, epochs),
         ``att_mean, att_min, att_max`` (PSPL weights over the epoch; NaN without PSPL), then for each set of
         ``eval_sets`` ``psnr_<set>`` (dB), ``ssim_<set>`` and, on non-benchmark sets, ``edsr_psnr_<set>``
         (EDSR-PyTorch's RGB metric, dB); the last row also holds ``psnr_/ssim_<set>`` of ``test_sets``.

@@ -1,24 +1,17 @@
-"""The bench scripts still run: each core function once, at a tiny size and one repeat (numbers not checked).
+"""The bench modules run and compute what their reports claim: each core function once, at a tiny size and one
+repeat, plus the bookkeeping (rounds, ratios, targets, verdicts) on numbers made up to be checked by hand.
 
-Speed targets are checked by ``make bench`` (bench/REPORT.md), never here: timings in a shared CI are noise.
+Speed itself is measured by ``make bench`` (bench/REPORT.md), never here: timings in a shared CI are noise.
 """
 import json
+import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))  # the scripts import each other as top-level modules, as when run directly
-
-import cost_growth  # noqa: E402
-import loader  # noqa: E402
-import run_all  # noqa: E402
-import ssim_peers  # noqa: E402
-import timing  # noqa: E402
-import train_step  # noqa: E402
-import whole_process  # noqa: E402
+from bench import cost_growth, loader, run_all, ssim_peers, timing, train_step, whole_process
+from pspl_nb.ssim import ssim_map
 
 
 @pytest.fixture(scope="module")
@@ -33,44 +26,140 @@ def results(data_root):
     )
 
 
-def test_interleave_pairs_rounds_and_ratios():
+# ---- timing: rounds, ratios, stalls ----------------------------------------------------------------------
+
+def test_interleave_runs_each_case_once_per_round_in_shuffled_orders():
     calls = []
-    times = timing.interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
-    assert len(calls) == 8 and [len(v) for v in times.values()] == [3, 3]
-    assert timing.paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == (2.0, 2.0, 2.0)
-    assert timing.machine()["cores"] >= 1
+    cases = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    times = timing.interleave(cases, repeats=12, warmup=1)
+    assert calls[:3] == ["a", "b", "c"]  # the warm-up round, in the given order
+    rounds = [calls[i:i + 3] for i in range(3, len(calls), 3)]
+    assert len(rounds) == 12 and all(sorted(r) == ["a", "b", "c"] for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # reshuffled: no case always runs first
+    assert all(len(v) == 12 and min(v) >= 0 for v in times.values())
 
 
-def test_ssim_peers_kit_keeps_its_float32_contract(results):
+def test_paired_ratio_pairs_rounds_not_medians():
+    num, den = [2.0, 30.0, 6.0, 8.0], [1.0, 10.0, 3.0, 4.0]  # round 1 is slow for both cases alike
+    assert timing.paired_ratio(num, den)[1] == 2.0
+    assert timing.paired_ratio(num, den, rounds=[1])[1] == 3.0
+
+
+def test_clean_rounds_drop_stalled_rounds_and_fall_back_when_all_are_busy():
+    times = {"a": [1.0, 1.0, 1.0, 5.0, 1.0, 1.0], "b": [2.0, 2.0, 2.0, 2.0, 9.0, 2.0]}
+    assert timing.clean_rounds(times) == [0, 1, 2, 5]
+    assert timing.clean_rounds(times, ["a"]) == [0, 1, 2, 4, 5]
+    busy = {"a": [1.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0]}  # q1 = 5: nothing is an outlier
+    assert timing.clean_rounds(busy) == list(range(11))
+    # stalls hit one case or the other in every round: no round is clean, so all of them are kept
+    disjoint = {"a": [1.0] * 6 + [5.0] * 14, "b": [5.0] * 14 + [1.0] * 6}
+    assert timing.clean_rounds(disjoint) == list(range(20))
+
+
+# ---- the sections ------------------------------------------------------------------------------------------
+
+def test_ssim_peers_checks_values_against_float64(results):
     rows = results["ssim_peers"]["shapes"][0]["rows"]
     kit = [r for r in rows if r["name"] == "kit ssim_map"]
-    assert len(kit) == 6 and all(r["same"] for r in kit)
+    assert {(r["dtype"], r["output"]) for r in kit} == {(d, f"map {p}") for d in ("float32", "float64")
+                                                        for p in ("zeros", "reflect", "valid")}
+    assert all(r["max_abs_diff"] < 1e-10 for r in kit if r["dtype"] == "float64")
+    assert all(r["same"] for r in kit)
 
 
-def test_every_arm_and_case_is_measured(results):
+def test_ssim_peers_flags_wrong_values_and_compares_speed_with_peers_only(monkeypatch):
+    off = 3 * ssim_peers.TOLERANCE
+    rows = [("kit ssim_map", torch.float64, f"map {p}", lambda x, y, p=p: ssim_map(x, y, 1.0, p))
+            for p in ("zeros", "reflect", "valid")]
+    rows += [("shifted", torch.float64, "map zeros", lambda x, y: ssim_map(x, y, 1.0, "zeros") + off),
+             ("peer", torch.float64, "map reflect", lambda x, y: ssim_map(x, y, 1.0, "reflect")),
+             (ssim_peers.DEPTHWISE, torch.float64, "map zeros", ssim_peers.depthwise_f64)]
+    monkeypatch.setattr(ssim_peers, "implementations", lambda device: (rows, {}))
+    r = ssim_peers.compare((1, 3, 24, 24), repeats=1)
+    by_name = {row["name"]: row for row in r["rows"]}
+    assert by_name["shifted"]["max_abs_diff"] == pytest.approx(off, rel=1e-3) and not by_name["shifted"]["same"]
+    assert by_name[ssim_peers.DEPTHWISE]["same"]
+    # a speed verdict for each peer library giving the same values, against the kit in the same output
+    assert [(v["peer"], v["kit"]) for v in r["verdicts"]] == [("peer float64", "kit map reflect float64")]
+
+
+def test_step_ratios_come_from_their_own_arms(results):
     step = results["train_step"]["cases"][0]
-    assert set(step["ms"]) == set(train_step.ARMS) and set(step["ratio"]) == {"pspl/l1", "pspl32/l1", "dense/l1"}
-    assert results["loader"]["cases"][0]["loader"] > 0
-    assert results["cost_growth"]["rows"][0]["peak_mb"] > 0
+    ms, ratio = step["ms"], step["ratio"]
+    for arm in ("pspl", "pspl32", "dense"):  # one round: the ratio is that round's two step times
+        assert ratio[f"{arm}/l1"][1] == pytest.approx(ms[arm][1] / ms["l1"][1], rel=1e-9)
+    assert step["target"] is None  # the smoke case is for information
+
+
+@pytest.mark.parametrize("case, dense, expected", [("cpu", 1.152, 1.076), ("cpu", 1.0, 1.0), ("full", 1.5, 1.03),
+                                                   ("smoke", 1.152, None)])
+def test_step_target_rule(case, dense, expected):
+    got = train_step.target(case, {"pspl/l1": [1, 1, 1], "dense/l1": [dense - 0.01, dense, dense + 0.01]})
+    assert got == (None if expected is None else pytest.approx(expected))
+    assert train_step.target("cpu", {"pspl/l1": [1, 1, 1]}) is None  # no dense arm, no bar
+
+
+@pytest.mark.parametrize("pspl, verdict", [(1.069, "meets <= 1.076"), (1.080, "MISSES <= 1.076")])
+def test_step_verdict_uses_the_runs_dense_arm(pspl, verdict):
+    ms = {arm: [1.0, 1.0, 1.0] for arm in train_step.ARMS}
+    row = dict(case="cpu", label="tiny", precision="fp32", repeats=4, ms=ms, ratio={
+        "pspl/l1": [pspl] * 3, "pspl32/l1": [1.04] * 3, "dense/l1": [1.152] * 3}, target=1.05)  # stale stored bar
+    assert verdict in train_step.render(dict(cases=[row], throughput=[]))
+
+
+def test_loader_ratio_and_verdict(results):
+    r = results["loader"]["cases"][0]
+    assert r["ratio"] == pytest.approx(r["loader"] / r["model"])
+    rows = [dict(r, loader=300.0, model=100.0, ratio=3.0), dict(r, loader=290.0, model=100.0, ratio=2.9)]
+    lines = loader.render(dict(cases=rows)).splitlines()[2:]
+    assert lines[0].endswith("| OK |") and lines[1].endswith("| TOO SLOW |")
+
+
+def test_cost_growth_grid_and_growth_factors():
     assert (192, 16) not in [c[1:] for c in cost_growth.grid(big=False)]
+    assert (192, 16) in [c[1:] for c in cost_growth.grid(big=True)]
+    rows = [dict(series="patch", patch=48, batch=16, precision="fp32", step_ms=10.0, peak_mb=100.0, repeats=3),
+            dict(series="patch", patch=96, batch=16, precision="fp32", step_ms=45.0, peak_mb=350.0, repeats=3)]
+    text = cost_growth.render(dict(rows=rows, memory="RSS"))
+    assert "| 45.0 | 4.5x | 350 | 3.5x |" in text
 
 
-def test_whole_process_measures_a_command():
-    r = whole_process.measure([sys.executable, "-c", "x = bytearray(50 * 2**20)"], interval=0.05)
-    assert r["returncode"] == 0 and r["wall_s"] > 0
-    assert r["max_process_mb"] is None or r["max_process_mb"] > 50
+def test_cost_growth_worker_runs_as_a_module():
+    """The CPU cases run in fresh processes started as ``python -m bench.cost_growth --worker``."""
+    out = subprocess.run(cost_growth.worker_command(8, 2, repeats=1, threads=1), cwd=timing.REPO,
+                         capture_output=True, text=True, timeout=120, check=True)
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (row["patch"], row["batch"], row["repeats"]) == (8, 2, 1) and row["step_ms"] > 0
 
 
-def test_report_renders_every_section(results, tmp_path):
-    loads = {name: [0.5, 0.6] for name in results}
+def test_whole_process_reports_exit_status_time_and_memory():
+    code = "import time; x = bytearray(60 * 2**20); time.sleep(0.5); raise SystemExit(3)"
+    r = whole_process.measure([sys.executable, "-c", code], interval=0.05)
+    assert r["returncode"] == 3
+    assert r["wall_s"] >= 0.5
+    assert r["peak_tree_mb"] > 60  # the sampler saw the child's 60 MB
+    assert r["max_process_mb"] is None or r["max_process_mb"] > 60
+
+
+# ---- the report --------------------------------------------------------------------------------------------
+
+def test_report_holds_every_sections_tables_and_load(results, tmp_path):
+    loads = {name: [0.25 + i, 0.75 + i] for i, name in enumerate(results)}
     text = run_all.report(results, timing.machine(), None, tmp_path, 1.0, (0.5, 0.6), loads)
-    for title in ("## 1. SSIM", "## 2. PSPL", "## 3. Data loader", "## 4. Cost growth", "## 5. Whole", "## 6. GPU"):
-        assert title in text
-    assert "not measured in this session" in text.lower()
+    for name, module in (("ssim_peers", ssim_peers), ("train_step", train_step), ("loader", loader),
+                         ("cost_growth", cost_growth)):
+        assert module.render(results[name]) in text
+        a, b = loads[name]
+        assert f"Load average {a:.2f} at the start of this section, {b:.2f} at its end." in text
+    assert "python -m bench.whole_process" in text  # no stored whole-process result: says how to make one
+    assert "not measured in this session" in text.lower()  # an empty GPU folder
 
 
-def test_gpu_section_reads_the_json_gpu_sh_writes(results, tmp_path):
+def test_gpu_section_renders_the_json_gpu_sh_writes(results, tmp_path):
     timing.write_json(tmp_path / "train_step.json", "train_step", results["train_step"])
+    payload = json.loads((tmp_path / "train_step.json").read_text())
+    assert payload["machine"]["torch"] == torch.__version__ and payload["machine"]["commit"] == timing.commit()
     gpu = run_all.gpu_section(tmp_path)
-    assert "PSPL / L1" in gpu and "No `ssim_peers.json`" in gpu and "at commit" in gpu
-    assert json.loads((tmp_path / "train_step.json").read_text())["machine"]["torch"] == torch.__version__
+    assert train_step.render(payload["result"]) in gpu
+    assert f"at commit {payload['machine']['commit']}" in gpu
+    assert "No `ssim_peers.json`" in gpu and "No `loader.json`" in gpu  # missing files are named, not skipped

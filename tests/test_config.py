@@ -41,9 +41,23 @@ def test_bf16_and_fp32_runs_live_side_by_side():
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
-def test_every_profile_is_valid(name):
+def test_every_profile_decays_its_lr_inside_the_run_and_says_whether_it_is_the_paper(name):
     c = profile(name)
-    assert c.val_set in c.eval_sets
+    assert all(0 < m < c.epochs for m in c.milestones), "an lr milestone outside the run never fires"
+    assert ("The paper's schedule." in c.describe()) == (name == "paper")
+
+
+def test_cpu_long_puts_pspls_ramp_in_proportion_as_its_comment_says():
+    """Weights within 10% of uniform (alpha 1): after ~220 iterations on cpu (47% of the run, shorter than Adam's
+    ~1000-step memory), after more than 1000 iterations but under 15% of the run on cpu_long."""
+    from pspl_nb.stats import nonuniform_fraction
+
+    for name, longer_than_adam in (("cpu", False), ("cpu_long", True)):
+        c = profile(name)
+        flat = nonuniform_fraction(c.epochs, c.alpha)
+        iterations = flat["epoch_uniform"] * c.iters_per_epoch
+        assert (iterations > 1 / (1 - c.adam_beta2)) == longer_than_adam
+        assert (flat["fraction"] < 0.15) == longer_than_adam
 
 
 def test_paper_profile_is_the_official_schedule():

@@ -33,23 +33,36 @@ def root(tmp_path_factory):
 
 
 def test_embedded_layout_split_and_sizes(root):
-    for name, images in (("embedded_train", embedded.TRAIN), ("embedded_valid", embedded.VALID)):
+    for name, photos in embedded.SETS.items():
         hr = sorted(p.stem for p in (root / name / "HR").glob("*.png"))
-        assert hr == sorted(images)
+        source = sorted({stem.rsplit("_", 1)[0] if name in embedded.TILED else stem for stem in hr})
+        assert source == sorted(photos)
         for stem in hr:
             h, w = Image.open(root / name / "HR" / f"{stem}.png").size[::-1]
             assert h % 12 == 0 and w % 12 == 0
             for s in (2, 3, 4):
                 lr = Image.open(root / name / "LR_bicubic" / f"X{s}" / f"{stem}x{s}.png")
                 assert lr.mode == "RGB" and lr.size[::-1] == (h // s, w // s)
-    assert not set(embedded.TRAIN) & set(embedded.VALID)
+            if name in embedded.TILED:
+                assert (h, w) == (embedded.TILE, embedded.TILE)
+    assert not set(embedded.TRAIN) & set(embedded.VALID) and not set(embedded.TUNE) & (set(embedded.TRAIN) | set(embedded.VALID))
     both = {"motorcycle_left", "motorcycle_right"}  # near-duplicate stereo views: one side only
     assert both <= set(embedded.TRAIN) or both <= set(embedded.VALID)
 
 
+def test_validation_tiles_are_crops_of_the_photograph_spread_over_it():
+    img = np.arange(400 * 600 * 3, dtype=np.int64).reshape(400, 600, 3)
+    crops = embedded.tiles(img, size=192, limit=4)  # a 2 x 3 grid of cells, 4 kept
+    assert len(crops) == 4 and all(c.shape == (192, 192, 3) for c in crops)
+    corners = [(int(c[0, 0, 0]) // 3 // 600, int(c[0, 0, 0]) // 3 % 600) for c in crops]
+    assert corners[0] == (0, 0) and corners[-1] == (400 - 192, 600 - 192)  # first and last cell, at the borders
+    assert len(set(corners)) == 4
+    assert embedded.tiles(img[:100], size=192) == []  # too small for a tile
+
+
 def test_embedded_lr_is_matlab_bicubic_of_hr(root):
-    hr = np.asarray(Image.open(root / "embedded_valid/HR/chelsea.png"))
-    lr = np.asarray(Image.open(root / "embedded_valid/LR_bicubic/X3/chelseax3.png"))
+    hr = np.asarray(Image.open(root / "embedded_valid/HR/chelsea_0.png"))
+    lr = np.asarray(Image.open(root / "embedded_valid/LR_bicubic/X3/chelsea_0x3.png"))
     assert np.array_equal(lr, imresize_uint8(hr, out_shape=(hr.shape[0] // 3, hr.shape[1] // 3)))
 
 
@@ -63,7 +76,7 @@ def test_ensure_embedded_is_idempotent_and_rebuilds_a_stale_recipe(root, tmp_pat
     (tmp_path / "embedded_train").mkdir()
     (tmp_path / "embedded_train" / embedded.MARKER).write_text(json.dumps(embedded.RECIPE))
     ensure_embedded(tmp_path)
-    assert len(list((tmp_path / "embedded_valid/HR").glob("*.png"))) == len(embedded.VALID)
+    assert len(list((tmp_path / "embedded_valid/HR").glob("*.png"))) == len(embedded.images("embedded_valid"))
     assert not (tmp_path / "embedded_train/HR").exists()  # current marker: left alone
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
 
@@ -174,7 +187,7 @@ def test_decoded_images_are_cached_and_refreshed(root):
 
 def test_eval_set_embedded(root):
     pairs = load_eval_set("embedded", 3, root=root)
-    assert [p.name for p in pairs] == sorted(embedded.VALID)
+    assert [p.name for p in pairs] == sorted(embedded.images("embedded_valid"))
     for p in pairs:
         assert p.lr.dtype == np.uint8 and p.hr.shape == (p.lr.shape[0] * 3, p.lr.shape[1] * 3, 3)
     assert len(load_eval_set("embedded_valid", 2, root=root, limit=1)) == 1

@@ -210,3 +210,59 @@ def test_errors_name_the_problem():
         ssim(a, a, 5)
     with pytest.raises(ValueError, match="scale"):
         psnr(a, a, 2.0)
+
+
+# ---------------------------------------------------------------- EDSR-PyTorch's metric and device scoring
+
+
+def calc_psnr_edsr(sr, hr, scale, rgb_range, benchmark):
+    """EDSR-PyTorch's ``utility.calc_psnr`` re-derived from its description: difference over rgb_range; a
+    benchmark set is scored on the luma-weighted difference (65.738, 129.057, 25.064) / 256 with ``scale``
+    pixels shaved, any other set on all channels with ``scale + 6``; PSNR = -10 log10(mean squared diff)."""
+    diff = (sr.double() - hr.double()) / rgb_range
+    if benchmark:
+        shave = scale
+        if diff.size(1) > 1:
+            diff = (diff * diff.new_tensor([65.738, 129.057, 25.064]).view(1, 3, 1, 1) / 256).sum(dim=1)
+    else:
+        shave = scale + 6
+    valid = diff[..., shave:-shave, shave:-shave]
+    return -10 * math.log10(valid.pow(2).mean().item())
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_edsr_psnr_equals_edsr_pytorchs_calc_psnr_on_div2k(scale):
+    from pspl_nb.metrics import edsr_psnr
+
+    rng = np.random.default_rng(scale)
+    hr = rng.integers(0, 256, (60, 84, 3), dtype=np.uint8)
+    sr = np.clip(hr.astype(int) + rng.integers(-12, 13, hr.shape), 0, 255).astype(np.uint8)
+    t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy())[None]  # noqa: E731
+    expected = calc_psnr_edsr(t(sr), t(hr), scale, 255, benchmark=False)
+    assert abs(edsr_psnr(sr, hr, scale) - expected) < 1e-6
+    assert abs(psnr(sr, hr, scale, y_channel=False, shave=scale + 6) - expected) < 1e-6
+    # the benchmark branch is the field's Y metric up to EDSR's rounded luma coefficients (~1e-4 dB here)
+    assert abs(psnr(sr, hr, scale) - calc_psnr_edsr(t(sr), t(hr), scale, 255, benchmark=True)) < 5e-3
+    # and the two metrics really differ: a DIV2K number is not comparable with a benchmark number
+    assert abs(edsr_psnr(sr, hr, scale) - psnr(sr, hr, scale)) > 0.1
+
+
+@pytest.mark.parametrize("channels, y", [(3, True), (3, False), (1, False)])
+def test_scores_on_device_equal_the_numpy_protocol(channels, y):
+    from pspl_nb.metrics import edsr_psnr, scores_on_device
+
+    rng = np.random.default_rng(channels + y)
+    hr = rng.integers(0, 256, (70, 90, channels), dtype=np.uint8)
+    sr = np.clip(hr.astype(int) + rng.integers(-20, 21, hr.shape), 0, 255).astype(np.uint8)
+    t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy())[None].float()  # noqa: E731
+    got = scores_on_device(t(sr), t(hr), 3, y_channel=y, edsr_shave=9)
+    assert got["psnr"] == pytest.approx(psnr(sr, hr, 3, y_channel=y), abs=1e-9)
+    assert got["ssim"] == pytest.approx(ssim(sr, hr, 3, y_channel=y), abs=1e-9)
+    assert got["edsr_psnr"] == pytest.approx(edsr_psnr(sr, hr, 3), abs=1e-9)
+
+
+def test_shave_is_checked_like_scale():
+    with pytest.raises(ValueError, match="shave=-1"):
+        psnr(np.zeros((20, 20, 3), np.uint8), np.zeros((20, 20, 3), np.uint8), 2, shave=-1)
+    with pytest.raises(ValueError, match="shave=10: shaving it leaves nothing"):
+        psnr(np.zeros((20, 20, 3), np.uint8), np.ones((20, 20, 3), np.uint8), 2, shave=10)

@@ -1,11 +1,26 @@
-"""Every notebook runs headless in the smoke profile; notebooks are stored clean and parameterised."""
+"""Every notebook runs headless in the smoke profile; notebooks are stored clean and parameterised; the
+executed copies and their HTML show what the code produced (figures, widgets as they were left)."""
+import base64
 import json
+import re
 
 import pytest
 
 from pspl_nb.reproduce import execute, notebooks, to_html
 
 NOTEBOOKS = notebooks()
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# Widgets a notebook must leave in its executed copy: (model name, description) of each control.
+SLIDERS = {
+    "02_pspl_explained": {("FloatSliderModel", "gamma"), ("FloatSliderModel", "mu"), ("FloatSliderModel", "alpha"),
+                          ("FloatSliderModel", "beta"), ("FloatLogSliderModel", "step (epochs)"),
+                          ("ToggleButtonsModel", "SSIM")},
+    "04_attention_during_training": {("IntSliderModel", "recorded step")},
+}
+# Notebooks written for a reader new to super-resolution: they open with a title and their question, carry
+# at least 400 words of prose, and close with experiments to try.
+TEACHING = ("00_overview", "01_data", "02_pspl_explained", "06_visual_comparison")
 
 
 def test_there_are_notebooks():
@@ -22,6 +37,88 @@ def test_stored_without_outputs_and_with_a_parameters_cell(path):
     assert "parameters" in first["metadata"].get("tags", []), f"{path.name}: first code cell is not `parameters`"
     assert "PSPL_PROFILE" in "".join(first["source"])
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    ids = [c.get("id") for c in nb["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: cell ids missing or repeated"
+    assert "widgets" not in nb["metadata"], f"{path.name} is stored with widget state"
+
+
+def markdown_words(nb: dict) -> int:
+    return sum(len("".join(c["source"]).split()) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+@pytest.mark.parametrize("name", TEACHING)
+def test_teaching_notebooks_open_with_a_title_and_close_with_try_this(name):
+    nb = json.loads((NOTEBOOKS[0].parent / f"{name}.ipynb").read_text())
+    first, last = nb["cells"][0], nb["cells"][-1]
+    assert first["cell_type"] == "markdown" and "".join(first["source"]).startswith("# ")
+    assert last["cell_type"] == "markdown" and "".join(last["source"]).startswith("## Try this")
+    assert markdown_words(nb) >= 400
+
+
+def outputs(nb: dict) -> list:
+    return [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+
+
+def png_outputs(nb: dict) -> list[str]:
+    """Base64 text of every PNG the cells displayed."""
+    return ["".join(o["data"]["image/png"]).strip() for o in outputs(nb) if "image/png" in o.get("data", {})]
+
+
+def html_scripts(html: str, mime: str) -> list:
+    """The JSON of every ``<script type="mime">`` in an nbconvert page."""
+    pattern = rf'<script type="{re.escape(mime)}">(.*?)</script>'
+    return [json.loads(m) for m in re.findall(pattern, html, flags=re.S)]
+
+
+def check_figures(executed: dict, html: str, name: str) -> None:
+    """Every figure the code displayed is a PNG in the executed copy and inline in the HTML."""
+    pngs = png_outputs(executed)
+    code = "".join("".join(c["source"]) for c in executed["cells"] if c["cell_type"] == "code")
+    if "S.show(" in code:
+        assert pngs, f"{name}: figures were shown but the executed copy holds no PNG"
+    for png in pngs:
+        assert base64.b64decode(png).startswith(b"\x89PNG"), f"{name}: an image/png output is not a PNG"
+        assert f"data:image/png;base64,{png}" in html, f"{name}: a figure of the executed copy is missing in the HTML"
+
+
+def check_widgets(executed: dict, html: str, name: str) -> None:
+    """Displayed widgets are stored in the executed copy and embedded in the HTML, with their figures."""
+    state = executed["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    shown = {o["data"][WIDGET_VIEW]["model_id"] for o in outputs(executed) if WIDGET_VIEW in o.get("data", {})}
+    assert shown <= set(state), f"{name}: displayed widgets without stored state"
+    models = {(m["model_name"], m["state"].get("description")) for m in state.values()}
+    assert SLIDERS.get(name, set()) <= models, f"{name}: missing {SLIDERS[name] - models}"
+    if name in SLIDERS:
+        assert shown, f"{name}: no widget displayed"
+        captured = [o for m in state.values() if m["model_name"] == "OutputModel" for o in m["state"]["outputs"]]
+        assert any("image/png" in o.get("data", {}) for o in captured), f"{name}: the widget's figure is not stored"
+    if not shown:
+        return
+    embedded = html_scripts(html, WIDGET_STATE)
+    assert len(embedded) == 1 and embedded[0]["state"] == state, f"{name}: HTML lacks the widget state"
+    assert {v["model_id"] for v in html_scripts(html, WIDGET_VIEW)} == shown, f"{name}: HTML lacks widget views"
+
+
+def test_to_html_embeds_figures_and_widget_state(tmp_path):
+    """Without a kernel: a stored figure and a stored slider reach the HTML copy (fast form of the checks below)."""
+    import nbformat
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256))).decode()
+    slider = {"model_name": "FloatSliderModel", "model_module": "@jupyter-widgets/controls",
+              "model_module_version": "2.0.0", "state": {"description": "gamma", "value": 2.5}}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("S.show(fig)", outputs=[
+        nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+        nbformat.v4.new_output("execute_result", execution_count=1, data={
+            WIDGET_VIEW: {"model_id": "m1", "version_major": 2, "version_minor": 0}, "text/plain": "FloatSlider"})])]
+    nb.metadata["widgets"] = {WIDGET_STATE: {"state": {"m1": slider}, "version_major": 2, "version_minor": 0}}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    html = to_html(path).read_text(encoding="utf-8")
+    check_figures(json.loads(path.read_text()), html, "synthetic")
+    check_widgets(json.loads(path.read_text()), html, "synthetic")
+    assert html_scripts(html, WIDGET_STATE)[0]["state"]["m1"]["state"]["value"] == 2.5
+    assert "@jupyter-widgets/html-manager@^1" in html  # the renderer matching ipywidgets 8's state format
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +135,11 @@ def test_notebook_executes_in_the_smoke_profile(path, results, data_root, monkey
     monkeypatch.setenv("CI", "1")
     out = execute(path, "smoke", results / "smoke" / "notebooks", timeout=300)
     executed = json.loads(out.read_text())
-    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [o for o in outputs(executed) if o.get("output_type") == "error"]
     assert not errors
-    assert to_html(out).stat().st_size > 10_000
+    html = to_html(out).read_text(encoding="utf-8")
+    check_figures(executed, html, path.stem)
+    check_widgets(executed, html, path.stem)
 
 
 def test_snapshot_reference_copies_tables_with_provenance(tmp_path, monkeypatch):

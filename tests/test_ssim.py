@@ -1,4 +1,5 @@
-"""ssim_map against scikit-image, scipy filtering and the official dense-window formula."""
+"""ssim_map (the fast path) against its readable reference form, scikit-image, scipy filtering and the official
+dense-window formula."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +7,7 @@ from scipy import ndimage
 from skimage import data
 from skimage.metrics import structural_similarity
 
-from pspl_nb.ssim import gaussian_window, ssim_map, ssim_map_dense
+from pspl_nb.ssim import PADDINGS, gaussian_window, ssim_map, ssim_map_dense, ssim_map_reference
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,40 @@ def to_nchw(a):
 def skimage_map(sr, hr, data_range):
     return structural_similarity(sr, hr, full=True, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                  data_range=data_range, channel_axis=2)[1]
+
+
+def photo_crops(shape, seed=0):
+    """(sr, hr) float64 (N, C, H, W) on [0, 1]: crops of a real photograph (flat sky and fine texture, where
+    SSIM's variances cancel most) and a noisy copy."""
+    n, c, h, w = shape
+    img = torch.from_numpy(data.astronaut().astype(np.float64) / 255).permute(2, 0, 1)
+    hr = torch.stack([img[:c, 40 * i + 100:40 * i + 100 + h, 30 * i + 150:30 * i + 150 + w] for i in range(n)])
+    noise = torch.randn(hr.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (hr + 0.02 * noise).clamp(0, 1), hr
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("shape", [(2, 3, 13, 17), (1, 2, 11, 11), (2, 1, 67, 45), (1, 3, 97, 29), (1, 1, 11, 131)])
+def test_fast_path_equals_reference_form(shape, padding):
+    """Banded products, chunks (sides >= 64) and buffers change nothing: the map is the equation's, in float64.
+
+    The bound covers the reference's own rounding: one ulp of its raw moment E[x^2] (~1e-16 on [0, 1] data)
+    is ~2e-13 of SSIM over C2 = (0.03 L)^2, and a few of them add up on flat regions (up to ~2e-12 here)."""
+    sr, hr = photo_crops(shape)
+    for L in (1.0, 255.0):
+        fast, ref = ssim_map(sr * L, hr * L, L, padding), ssim_map_reference(sr * L, hr * L, L, padding)
+        assert fast.shape == ref.shape and fast.dtype == ref.dtype == torch.float64
+        np.testing.assert_allclose(fast.numpy(), ref.numpy(), atol=5e-12, rtol=0)
+
+
+def test_fast_path_equals_reference_form_with_official_constants():
+    """C2 = 9e-4 on [0, 255] data is ~65,000x smaller than the range-matched one, and the reference's rounding
+    grows with it; the fast path still agrees far below any effect on PSPL's weights."""
+    sr, hr = (t * 255 for t in photo_crops((2, 3, 40, 70)))
+    for padding in PADDINGS:
+        fast = ssim_map(sr, hr, 255.0, padding, c1=1e-4, c2=9e-4)
+        ref = ssim_map_reference(sr, hr, 255.0, padding, c1=1e-4, c2=9e-4)
+        np.testing.assert_allclose(fast.numpy(), ref.numpy(), atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("scale", [1.0, 255.0])
@@ -82,15 +117,19 @@ def test_separable_equals_official_dense_window(pair):
     np.testing.assert_allclose(ours[0, 0].numpy(), ref, atol=2e-5)
 
 
-def test_window_is_normalised_gaussian():
-    g = gaussian_window(11, 1.5, torch.float64)
-    assert g.shape == (11,) and abs(g.sum().item() - 1) < 1e-15
-    assert g[5] / g[6] == pytest.approx(np.exp(1 / (2 * 1.5**2)))
+@pytest.mark.parametrize("size, sigma", [(11, 1.5), (7, 1.0), (5, 2.0)])
+def test_window_is_scipys_gaussian(size, sigma):
+    """The taps are scipy's Gaussian filter's impulse response with the same support (truncate = radius / sigma)."""
+    impulse = np.zeros(2 * size + 1)
+    impulse[size] = 1.0
+    radius = size // 2
+    response = ndimage.gaussian_filter1d(impulse, sigma, truncate=radius / sigma)[size - radius:size + radius + 1]
+    np.testing.assert_allclose(gaussian_window(size, sigma, torch.float64).numpy(), response, atol=1e-15, rtol=0)
 
 
 def test_identity_symmetry_and_range(pair):
     sr, hr = (to_nchw(a) / 255 for a in pair)
-    assert torch.allclose(ssim_map(hr, hr), torch.ones_like(hr))
+    assert torch.equal(ssim_map(hr, hr), torch.ones_like(hr))  # exactly: see ssim._pixel_moments
     assert torch.allclose(ssim_map(sr, hr), ssim_map(hr, sr), atol=1e-12)
     m = ssim_map(sr, 1 - hr)
     assert m.min() >= -1 and m.max() <= 1 and m.min() < 0
@@ -112,3 +151,6 @@ def test_constant_images_are_finite():
 def test_bad_inputs_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ssim_map(**kwargs)
+    if "moments" not in kwargs:  # the reference form checks its arguments the same way
+        with pytest.raises(ValueError, match=match):
+            ssim_map_reference(**kwargs)

@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from pspl_nb.pspl import attention
-from pspl_nb.stats import (bootstrap_ratio, claims_table, epochs_to_threshold, flattening_table,
-                           nonuniform_fraction, paired_difference, per_seed_epochs, verdict)
+import scipy.stats
+
+from pspl_nb.stats import (claims_table, epochs_to_threshold, flattening_table, mean_gap, nonuniform_fraction,
+                           paired_difference, paired_ratio, per_seed_epochs, sign_flip_p, speed_statement, t_interval,
+                           threshold_sweep, transfer_threshold, verdict)
 
 # ---------------------------------------------------------------- epochs_to_threshold
 
@@ -85,7 +88,8 @@ def test_claims_faster_arm():
     table = claims_table(history(), "psnr_embedded_valid", THRESHOLD, n_boot=2000).set_index("arm")
     assert set(table.index) == {"pspl", "same", "slow"}
     row = table.loc["pspl"]
-    expected = (sum(crossing(TAU_L1 * speed(s), s) for s in SEEDS) / sum(crossing(TAU_L1, s) for s in SEEDS))
+    # the geometric mean over seeds of the per-seed ratios of crossing epochs
+    expected = math.exp(np.mean([math.log(crossing(TAU_L1 * speed(s), s) / crossing(TAU_L1, s)) for s in SEEDS]))
     assert row.seeds == 5 and row.unmatched == 0
     assert row.ratio == pytest.approx(expected, rel=0.01)
     assert row.ratio_lo <= expected <= row.ratio_hi < 1
@@ -93,6 +97,8 @@ def test_claims_faster_arm():
     # at epoch 200 the fast arm sits closer to its plateau: about +0.034 dB for every seed
     assert row.final_diff == pytest.approx(5 * (math.exp(-5) - math.exp(-200 / (TAU_L1 * 0.5))), rel=0.1)
     assert row.final_verdict == "better, interval excludes 0" and row.best_verdict == "better, interval excludes 0"
+    assert row.gap_verdict == "better, interval excludes 0" and row.gap_diff > row.final_diff > 0
+    assert row.ratio_p == row.final_p == pytest.approx(2 / 2**5)  # all 5 seeds agree: the smallest p of 5 seeds
 
 
 def test_claims_identical_and_slower_arms():
@@ -134,30 +140,60 @@ def test_claims_rejects_bad_tables():
         per_seed_epochs(doubled, "psnr_embedded_valid", THRESHOLD)
 
 
-# ---------------------------------------------------------------- bootstrap
+# ---------------------------------------------------------------- small-sample intervals
 
 
-def test_bootstrap_ratio_deterministic_and_contains_estimate():
-    rng = np.random.default_rng(1)
-    b = rng.uniform(100, 140, size=8)
-    a = b * rng.uniform(0.4, 0.7, size=8)
-    first, again = bootstrap_ratio(a, b, seed=3), bootstrap_ratio(a, b, seed=3)
-    assert first == again
-    assert first["lo"] <= first["ratio"] <= first["hi"]
-    assert first["ratio"] == pytest.approx(a.mean() / b.mean())
-    assert first["n"] == 8 and first["reached_a"] == first["reached_b"] == 8
-    assert bootstrap_ratio(a, b, seed=4) != first  # the seed does drive the resampling
+def test_paired_difference_at_three_seeds_is_the_t_interval_not_min_max():
+    """[0.1, 0.2, 0.3] vs 0: mean 0.2, sd 0.1, t(2) = 4.303 -> 0.2 -/+ 0.248, crossing 0 and above 0.4."""
+    out = paired_difference([0.1, 0.2, 0.3], [0.0, 0.0, 0.0])
+    assert out["lo"] < 0 < 0.4 < out["hi"]
+    expected = scipy.stats.ttest_1samp([0.1, 0.2, 0.3], 0.0).confidence_interval(0.95)
+    assert (out["lo"], out["hi"]) == pytest.approx((expected.low, expected.high), rel=1e-12)
+    assert math.isnan(out["boot_lo"])  # no bootstrap below 8 seeds
+    assert out["p_signflip"] == pytest.approx(0.25)  # 3 seeds cannot do better than 2/8
+    assert verdict(out["lo"], out["hi"], "difference", out["n"]) == "no detectable difference"
 
 
-def test_bootstrap_ratio_not_reached_is_nan_with_counts():
-    out = bootstrap_ratio([10.0, math.nan, 12.0], [20.0, 22.0, 24.0])
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 12])
+def test_t_interval_and_paired_difference_equal_scipys_paired_t(n):
+    rng = np.random.default_rng(n)
+    b = rng.normal(34.0, 0.3, n)
+    a = b + rng.normal(0.1, 0.05, n)
+    ci = scipy.stats.ttest_rel(a, b).confidence_interval(0.95)
+    out = paired_difference(a, b)
+    assert (out["lo"], out["hi"]) == pytest.approx((ci.low, ci.high), rel=1e-10)
+    assert t_interval(a - b)[1:] == pytest.approx((ci.low, ci.high), rel=1e-10)
+    assert math.isnan(out["boot_lo"]) == (n < 8)
+
+
+def test_paired_ratio_is_a_t_interval_on_log_epochs():
+    rng = np.random.default_rng(7)
+    b = rng.uniform(4, 6, 8)
+    a = b * rng.uniform(0.6, 0.9, 8)
+    ci = scipy.stats.ttest_rel(np.log(a), np.log(b)).confidence_interval(0.95)
+    out = paired_ratio(a, b)
+    assert out["ratio"] == pytest.approx(np.exp(np.mean(np.log(a / b))), rel=1e-12)
+    assert (out["lo"], out["hi"]) == pytest.approx((math.exp(ci.low), math.exp(ci.high)), rel=1e-10)
+    assert out["boot_lo"] <= out["ratio"] <= out["boot_hi"]  # 8 seeds: the bootstrap view is given
+    assert paired_ratio(a, b) == out  # deterministic
+
+
+def test_paired_ratio_not_reached_is_nan_with_counts():
+    out = paired_ratio([10.0, math.nan, 12.0], [20.0, 22.0, 24.0])
     assert math.isnan(out["ratio"]) and math.isnan(out["lo"]) and math.isnan(out["hi"])
     assert (out["n"], out["reached_a"], out["reached_b"]) == (3, 2, 3)
 
 
-def test_bootstrap_rejects_bad_input():
+@pytest.mark.parametrize("d", [[0.3, -0.1, 0.2], [0.1, 0.2, 0.15, 0.3, -0.05, 0.12, 0.4, 0.2], [1.0, -1.0]])
+def test_sign_flip_p_equals_scipys_exact_permutation_test(d):
+    ref = scipy.stats.permutation_test((np.array(d),), np.mean, permutation_type="samples", n_resamples=np.inf,
+                                       alternative="two-sided")
+    assert sign_flip_p(d) == pytest.approx(ref.pvalue, abs=1e-12)
+
+
+def test_interval_input_checks():
     with pytest.raises(ValueError, match="length"):
-        bootstrap_ratio([1.0, 2.0], [1.0])
+        paired_ratio([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="ci"):
         paired_difference([1.0], [1.0], ci=1.5)
     with pytest.raises(ValueError, match="empty"):
@@ -181,11 +217,49 @@ def test_paired_difference_is_paired():
     assert verdict(out["lo"], out["hi"], "difference") == "better, interval excludes 0"
 
 
+# ---------------------------------------------------------------- threshold-free and threshold-swept
+
+
+def test_mean_gap_is_the_mean_difference_over_common_epochs():
+    run = pd.DataFrame({"epoch": [1, 2, 3, 4], "psnr": [30.0, 31.0, 32.0, 33.0]})
+    base = pd.DataFrame({"epoch": [1, 2, 3], "psnr": [29.0, 31.0, 31.5]})
+    assert mean_gap(run, base, "psnr") == pytest.approx((1.0 + 0.0 + 0.5) / 3)
+
+
+def test_threshold_sweep_recovers_a_pure_time_scaling_everywhere():
+    """The fast arm is the L1 curve with time scaled by ~1/2 for every seed, so at every threshold its ratio is
+    about the per-seed factor; the identical arm is 1 with a zero-width interval."""
+    sweep = threshold_sweep(history(), "psnr_embedded_valid", fractions=(0.1, 0.3, 0.5))
+    fast = sweep[sweep.arm == "pspl"]
+    assert len(fast) == 3 and fast.ratio.between(0.45, 0.56).all() and (fast.hi < 1).all()
+    same = sweep[sweep.arm == "same"]
+    assert (same.ratio == 1).all() and (same.lo == 1).all() and (same.speed == "no detectable difference").all()
+    assert sweep.threshold.is_monotonic_increasing or sweep.groupby("arm").threshold.apply(
+        lambda t: t.is_monotonic_increasing).all()
+    assert speed_statement(sweep, "pspl").startswith("faster for thresholds")
+    assert speed_statement(sweep, "same").startswith("no detectable difference for thresholds")
+
+
+def test_speed_statement_splits_the_threshold_range_by_verdict():
+    sweep = pd.DataFrame(dict(arm="x", threshold=[30.0, 31.0, 32.0, 33.0], base_epoch=[1.0, 2.0, 3.0, 4.0],
+                              speed=["faster, interval excludes 1"] * 2 + ["no detectable difference"] * 2))
+    assert speed_statement(sweep, "x") == ("faster for thresholds 30.00-31.00 dB (baseline there at epochs 1.0-2.0); "
+                                           "no detectable difference for thresholds 32.00-33.00 dB (baseline there at "
+                                           "epochs 3.0-4.0)")
+
+
+def test_transfer_threshold_carries_the_gain_over_bicubic():
+    tidy = pd.DataFrame({"arm": "l1", "seed": 0, "epoch": [1, 2, 3], "psnr_tune": [28.0, 30.0, 31.0]})
+    # L1 on the tune images at 2/3 of the run: 30 dB, 2 dB above bicubic's 28; on the scoring set bicubic is 33
+    assert transfer_threshold(tidy, "psnr_tune", 28.0, 33.0, fraction=2 / 3) == pytest.approx(35.0)
+
+
 def test_verdict_words():
     assert verdict(0.4, 0.9, "ratio") == "faster, interval excludes 1"
     assert verdict(1.1, 1.5, "ratio") == "slower, interval excludes 1"
     assert verdict(0.9, 1.0, "ratio") == "no detectable difference"  # touching 1 is not excluding it
     assert verdict(math.nan, math.nan, "ratio") == "not reached by every seed"
+    assert verdict(0.1, 0.2, "ratio", n=2) == "not enough seeds (2)"
     assert verdict(0.01, 0.1, "difference") == "better, interval excludes 0"
     assert verdict(-0.1, -0.01, "difference") == "worse, interval excludes 0"
     assert verdict(-0.1, 0.1, "difference") == "no detectable difference"
@@ -248,5 +322,5 @@ def test_nonuniform_fraction_caps():
 def test_too_few_seeds_get_no_verdict():
     from pspl_nb.stats import verdict
 
-    assert verdict(0.5, 0.8, "ratio", n=2) == "2 seed(s): too few for an interval"
+    assert verdict(0.5, 0.8, "ratio", n=2) == "not enough seeds (2)"
     assert verdict(0.5, 0.8, "ratio", n=3) == "faster, interval excludes 1"

@@ -7,7 +7,9 @@ however many images (800 per-image memmaps would hit the usual 1024-descriptor l
 """
 import json
 import os
+import shlex
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,9 +21,11 @@ from tqdm.auto import tqdm
 
 from pspl_nb.metrics import rgb_to_y
 
+from . import embedded, standin
 from .embedded import ensure_embedded
 from .prepare import prepare_pair
-from .sources import EVAL_NAMES, SET_NAMES, resolve_root, set_name
+from .sources import (DATASET_KEYS, EVAL_NAMES, EXPECTED_IMAGES, SET_NAMES, STANDIN_MARKER, default_root,
+                      resolve_root, set_name)
 
 
 class EvalPair(NamedTuple):
@@ -32,10 +36,42 @@ class EvalPair(NamedTuple):
     hr: np.ndarray
 
 
+class DamagedImageError(OSError):
+    """An image file under the data root does not decode (truncated, corrupt); the message is one line
+    naming the file and the command that repairs it."""
+
+
+def repair_command(name: str, root=None) -> str:
+    """The shell command that puts back a good copy of set ``name``: a forced re-fetch, or a rebuild for the
+    embedded set and for stand-ins."""
+    root = resolve_root(root)
+    rebuild = standin.rebuild_command(name, root)
+    if rebuild:
+        return rebuild
+    where = "" if root == default_root() else f" --root {shlex.quote(str(root))}"
+    return f"python -m pspl_nb.data fetch {'embedded' if name.startswith('embedded_') else name} --force{where}"
+
+
+def _damaged(path, err: Exception) -> Exception:
+    """The decoding error ``err`` of ``path`` as a DamagedImageError; a missing file stays FileNotFoundError."""
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return err
+    path = Path(path)
+    folder = next((p for p in path.parents if p.name in SET_NAMES), None)  # <root>/<Name>
+    repair = f"; repair with `{repair_command(folder.name, folder.parent)}`" if folder else ""
+    return DamagedImageError(f"{path} does not decode ({type(err).__name__}: {err}){repair}")
+
+
 def read_rgb(path) -> np.ndarray:
-    """Decode an image file to uint8 (H, W, 3) RGB (grayscale and palette images are expanded)."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    """Decode an image file to uint8 (H, W, 3) RGB (grayscale and palette images are expanded).
+
+    Raises DamagedImageError when the file is there but does not decode, FileNotFoundError when it is not.
+    """
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as err:  # PIL: OSError (truncated), SyntaxError (bad chunk)
+        raise _damaged(path, err) from None
 
 
 def y_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -80,19 +116,27 @@ def _cached_folder(files: list[Path], cache: Path) -> tuple[np.ndarray, list[tup
             return flat, [(o, tuple(s)) for o, s in zip(index["offsets"], index["shapes"])]
     shapes = []
     for f in files:  # headers only: sizes first, so the memmap is allocated once
-        with Image.open(f) as img:
-            shapes.append((img.height, img.width, 3))
+        try:
+            with Image.open(f) as img:
+                shapes.append((img.height, img.width, 3))
+        except (OSError, SyntaxError, ValueError) as err:
+            raise _damaged(f, err) from None
     sizes = [int(np.prod(s)) for s in shapes]
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
     cache.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex
     tmp_data, tmp_index = cache.with_name(f".{cache.name}.{tag}.npy"), cache.with_name(f".{cache.name}.{tag}.json")
     flat = np.lib.format.open_memmap(tmp_data, mode="w+", dtype=np.uint8, shape=(max(sum(sizes), 1),))
-    for f, off, shape in tqdm(list(zip(files, offsets, shapes)), desc=f"cache {cache.parent.parent.name}/{cache.name}",
-                              leave=False):
-        flat[off : off + int(np.prod(shape))] = read_rgb(f).reshape(-1)
-    flat.flush()
-    del flat
+    try:
+        for f, off, shape in tqdm(list(zip(files, offsets, shapes)),
+                                  desc=f"cache {cache.parent.parent.name}/{cache.name}", leave=False):
+            flat[off : off + int(np.prod(shape))] = read_rgb(f).reshape(-1)
+        flat.flush()
+    except BaseException:  # a damaged image (or ^C): leave no half-written cache, it can be GBs
+        tmp_data.unlink(missing_ok=True)
+        raise
+    finally:
+        del flat
     tmp_index.write_text(json.dumps({"files": stamp, "offsets": offsets, "shapes": shapes}))
     os.replace(tmp_data, data_path)
     os.replace(tmp_index, index_path)
@@ -280,7 +324,8 @@ def is_available(name: str, root=None) -> bool:
 
 
 def inventory(root=None):
-    """One row per set Name: whether it is present, its image count and the LR scales found on disk."""
+    """One row per set Name: whether it is present, its image count, the LR scales found on disk and whether
+    it is a synthetic stand-in (``standin.py``) rather than the real set."""
     import pandas as pd
 
     root = resolve_root(root)
@@ -290,7 +335,7 @@ def inventory(root=None):
         hr = sorted((folder / "HR").glob("*.png")) if folder.is_dir() else []
         scales = sorted(p.name for p in (folder / "LR_bicubic").glob("X*")) if hr else []
         rows.append(dict(set=name, present=bool(hr), images=len(hr), lr_scales=" ".join(scales),
-                         examples=", ".join(p.stem for p in hr[:3])))
+                         standin=(folder / STANDIN_MARKER).is_file(), examples=", ".join(p.stem for p in hr[:3])))
     return pd.DataFrame(rows).set_index("set")
 
 
@@ -309,3 +354,77 @@ def compare_lr(name: str, scale: int, root=None, limit: int | None = None):
         kit, _ = prepare_pair(shipped.hr, scale, "modcrop")
         rows.append(dict(set=name, scale=scale, image=shipped.name, psnr_db=psnr(kit, shipped.lr, 0, y_channel=False)))
     return pd.DataFrame(rows)
+
+
+class SetCheck(NamedTuple):
+    """What ``verify`` found in one set: ``ok`` is False when anything is wrong; ``line`` says it in one line."""
+
+    name: str
+    ok: bool
+    line: str
+
+
+def expected_images(name: str, root=None) -> int:
+    """How many images a complete copy of set ``name`` holds: the published count, the embedded recipe's,
+    or for a stand-in the count it was built with."""
+    marker = resolve_root(root) / name / STANDIN_MARKER
+    if marker.is_file():
+        return json.loads(marker.read_text())["recipe"]["images"]
+    return len(embedded.images(name)) if name.startswith("embedded_") else EXPECTED_IMAGES[name]
+
+
+def verify_set(name: str, root=None) -> SetCheck:
+    """Check set ``name`` on disk: every HR and LR PNG decodes to its last pixel, each LR of scale s is
+    ``(H // s, W // s)`` of its HR and no LR is missing in a scale folder that exists, and the HR count is
+    ``expected_images``. Decodes in threads (PIL releases the GIL); ~2 min for all of DIV2K_train."""
+    root = resolve_root(root)
+    folder = root / name
+    if not (folder / "HR").is_dir():
+        return SetCheck(name, False, f"{name:<15} missing    {folder / 'HR'} is not there")
+    problems = []
+
+    def decoded_size(path: Path) -> tuple[int, int] | None:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return img.size
+        except (OSError, SyntaxError, ValueError) as err:
+            problems.append(f"{path.relative_to(folder)} does not decode ({err})")
+            return None
+
+    hr = sorted((folder / "HR").glob("*.png"))
+    scales = sorted(int(p.name[1:]) for p in (folder / "LR_bicubic").glob("X*") if p.name[1:].isdigit())
+    lr = {(f, s): _lr_file(folder, f.stem, s) for s in scales for f in hr}
+    for (f, s), path in lr.items():
+        if not path.exists():
+            problems.append(f"{path.relative_to(folder)} is missing")
+    present = hr + [path for path in lr.values() if path.exists()]
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        size = dict(zip(present, tqdm(pool.map(decoded_size, present), total=len(present), desc=f"verify {name}",
+                                      leave=False)))
+    for (f, s), path in lr.items():
+        if size.get(f) and size.get(path) and size[path] != (size[f][0] // s, size[f][1] // s):
+            w, h = size[f]
+            problems.append(f"{path.relative_to(folder)} is {size[path][0]}x{size[path][1]}, expected "
+                            f"{w // s}x{h // s} (HR {w}x{h} // {s})")
+    expected = expected_images(name, root)
+    if len(hr) != expected:
+        problems.append(f"{len(hr)} HR images, expected {expected}")
+    what = " (a synthetic STAND-IN, not the real set)" if standin.is_standin(name, root) else ""
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return SetCheck(name, False, f"{name:<15} DAMAGED    {sorted(problems)[0]}{more}{what}; repair with "
+                                     f"`{repair_command(name, root)}`")
+    lrs = " ".join(f"x{s}" for s in scales) or "none"
+    return SetCheck(name, True, f"{name:<15} ok         {len(hr)} images, LR {lrs}{what}")
+
+
+def verify(names=None, root=None) -> list[SetCheck]:
+    """``verify_set`` for each of ``names`` (set Names; "div2k", "embedded" and "benchmarks" stand for their
+    sets), or, when None, for every set present on disk. A name given but absent is reported missing."""
+    root = resolve_root(root)
+    if not names:
+        names = [n for n in SET_NAMES if (root / n / "HR").is_dir()]
+    groups = {**DATASET_KEYS, "embedded": tuple(embedded.SETS), "benchmarks": EVAL_NAMES}
+    sets = [s for n in names for s in (groups[n.lower()] if n.lower() in groups else (set_name(n),))]
+    return [verify_set(s, root) for s in dict.fromkeys(sets)]

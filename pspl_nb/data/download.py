@@ -1,17 +1,24 @@
-"""Verified downloads, safe extraction and layout normalisation for the sources in ``sources.SOURCES``.
+"""Verified, resumable downloads, safe extraction and layout normalisation for the sources in ``sources.SOURCES``.
 
-A fetch goes: pooch download into ``<root>/downloads`` (streamed to a temporary name, moved into place
-only after its sha256 matched) -> extraction into a private temporary folder, refusing the whole archive
-if any entry is absolute, has a ``..`` component, or is a link leading outside -> images renamed into
-the one layout in a staging folder -> each finished folder renamed into place (all or nothing) -> a
-marker in ``<root>/.fetched`` -> the archive deleted. A re-run finds the marker and does nothing.
+A fetch goes: the archive is streamed into ``<root>/downloads/<file>.part`` from the first of the source's
+URLs that delivers it (a transfer cut mid-way resumes from the bytes already there with an HTTP Range
+request) -> the whole file's sha256 is checked, then it is renamed to its final name -> extraction into a
+private temporary folder, refusing the whole archive if any entry is absolute, has a ``..`` component, or is
+a link leading outside -> images renamed into the one layout in a staging folder -> each finished folder
+renamed into place (all or nothing) -> a marker in ``<root>/.fetched`` -> the archive deleted. A re-run finds
+the marker and does nothing; ``force=True`` fetches again (the repair for a damaged image).
+
+Mirrors: a URL that refuses the connection, answers an HTTP error, keeps breaking, or delivers bytes with
+another sha256 is passed over for the next one (``Source.urls``). One checksum checks every URL, so a mirror
+needs no trust of its own. A benchmark set whose Hugging Face tarballs all fail comes from EDSR's
+``benchmark.tar`` instead. Before DIV2K is fetched, the free disk is compared with what the fetch needs.
 
 Checksums: DIV2K's published sha256 is checked. Sources with none published are trusted on first
 download: the sha256 of the first successful fetch is written to ``<root>/checksums.json`` and every later
 download of that source must match it.
 """
+import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -24,34 +31,36 @@ import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
-import pooch
 import requests
+import urllib3
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .sources import EVAL_NAMES, GROUPS, SOURCES, Source, resolve_root
+from .sources import EVAL_NAMES, GROUPS, SOURCES, STANDIN_MARKER, Source, resolve_root
 
 CONNECT_TIMEOUT_S = 25  # below 30 s so an unreachable host fails inside the promised 30 s
 READ_TIMEOUT_S = 60  # a stalled transfer (no byte for a minute) counts as interrupted
-ATTEMPTS = 3  # tries for a transfer interrupted after it started; refused connections are not retried
+ATTEMPTS = 3  # tries per URL for a transfer cut after it started, each resuming; a refused connection is not retried
 RETRY_WAIT_S = 1.0  # wait before try k + 1: k * RETRY_WAIT_S
+CHUNK_BYTES = 1 << 20
 OFFLINE_HINT = "offline? use the embedded set: python -m pspl_nb.data fetch embedded"
 IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
-class _NoHashAdvice(logging.Filter):
-    """Drop pooch's "use this value as known_hash" advice: the kit records unpublished hashes itself."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("SHA256 hash of downloaded file")
-
-
 class DownloadError(RuntimeError):
-    """A download failed (no network, HTTP error, interrupted, checksum mismatch); the message is one line."""
+    """A download failed from every URL (no network, HTTP error, interrupted, checksum mismatch); one line."""
 
 
 class UnsafeArchiveError(ValueError):
     """An archive entry would land outside the extraction folder; nothing of the archive was extracted."""
+
+
+class DiskSpaceError(OSError):
+    """The data root's disk is too small for a fetch; the message gives the bytes needed and available."""
+
+
+class _URLFailed(Exception):
+    """One URL of a source failed; the message says how, and the next URL is tried."""
 
 
 def checksums_path(root=None) -> Path:
@@ -80,67 +89,163 @@ def expected_sha256(src: Source, root=None) -> tuple[str | None, str]:
     return (recorded["sha256"], "checksums.json") if recorded else (None, "none")
 
 
+def file_sha256(path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (a 3.5 GB zip takes ~10 s)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _rejection(src: Source, digest: str, known: str | None, origin: str) -> str | None:
+    """Why a file with sha256 ``digest`` is not ``src`` (None when it is, or when nothing is known)."""
+    if known and digest != known:
+        return f"sha256 {digest[:16]}... differs from the {origin} value {known}"
+    if src.sha256_prefix and not digest.startswith(src.sha256_prefix):
+        return f"sha256 {digest[:16]}... does not start with {src.sha256_prefix} as its name says"
+    return None
+
+
+def _stream(url: str, part: Path, src: Source) -> None:
+    """Append the rest of ``url`` to ``part``, asking for it from byte ``part``'s size on (HTTP Range).
+
+    A server that ignores Range answers 200 with the whole file: ``part`` is then rewritten from byte 0.
+    Raises _URLFailed for a refused connection or an HTTP error (neither is worth a retry), requests' or
+    urllib3's exceptions for a transfer cut or stalled mid-way (retried by ``_transfer``).
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    # identity: the archive's own bytes, which the sha256 and the byte offsets of Range refer to.
+    headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
+    try:
+        response = requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+    except requests.ConnectionError as err:  # refused, DNS failure, connect timeout: a retry would only delay
+        raise _URLFailed(f"cannot connect ({type(err).__name__})") from None
+    with response:
+        if response.status_code == 416 and offset:  # nothing after byte `offset`: the .part is whole already
+            return
+        if response.status_code >= 400:
+            raise _URLFailed(f"HTTP {response.status_code}")
+        if response.status_code != 206:
+            offset = 0
+        elif not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+            part.unlink()
+            raise requests.exceptions.InvalidHeader(f"Content-Range does not start at byte {offset}")
+        length = int(response.headers.get("Content-Length", 0))
+        with open(part, "ab" if offset else "wb") as out, tqdm(
+                total=offset + length if length else src.size, initial=offset, unit="B", unit_scale=True,
+                desc=src.filename, leave=False) as bar:
+            # Raw reads keep every byte received before a cut (requests' iter_content drops the last chunk).
+            for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _transfer(url: str, part: Path, src: Source) -> None:
+    """``_stream`` tried up to ``ATTEMPTS`` times, each try resuming where the last one was cut."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _stream(url, part, src)
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as err:  # short body, reset, stall
+            if attempt == ATTEMPTS:
+                raise _URLFailed(f"transfer interrupted {ATTEMPTS} times ({type(err).__name__})") from None
+            time.sleep(attempt * RETRY_WAIT_S)
+
+
+def _from_url(url: str, part: Path, src: Source, known: str | None, origin: str) -> str:
+    """Complete ``part`` from ``url`` and return its sha256; _URLFailed (``part`` deleted) if it is not ``src``."""
+    resumed = part.exists() and part.stat().st_size > 0
+    _transfer(url, part, src)
+    digest = file_sha256(part)
+    if resumed and _rejection(src, digest, known, origin):
+        # The kept bytes may come from another mirror or an older upload: one more try from byte 0.
+        part.unlink()
+        _transfer(url, part, src)
+        digest = file_sha256(part)
+    reason = _rejection(src, digest, known, origin)
+    if reason:
+        part.unlink()
+        raise _URLFailed(f"{reason}; deleted")
+    return digest
+
+
 def download(src: Source, root=None) -> Path:
     """Download one source file (or reuse a verified copy); returns its path.
 
-    Archives go to ``<root>/downloads/``, weights to ``<root>/weights/``. Raises DownloadError with one
-    line naming the URL when the host is unreachable, the server answers an error, the transfer is cut
-    ``ATTEMPTS`` times, or the sha256 differs from the published or recorded one. A failed download leaves
-    only pooch's temporary ``tmp*`` file at worst (when the process is killed), never the final name.
+    Archives go to ``<root>/downloads/``, weights to ``<root>/weights/``. The URLs of ``src.urls`` are tried
+    in order. Raises DownloadError with one line naming every URL and what it answered (refused, HTTP
+    error, cut ``ATTEMPTS`` times, other sha256) when none delivers the file. Until its sha256 matched, the
+    file is only ``<name>.part``; the bytes of a cut transfer stay there and the next call resumes them.
     """
-    root = resolve_root(root)
+    return _download(src, resolve_root(root))[0]
+
+
+def _download(src: Source, root: Path) -> tuple[Path, str, str]:
+    """``download``, returning (path, the URL that delivered it, its sha256)."""
     folder = root / ("weights" if src.content == "weights" else "downloads")
+    final, part = folder / src.filename, folder / f"{src.filename}.part"
     known, origin = expected_sha256(src, root)
-    url = src.url
-    quiet = _NoHashAdvice()
-    pooch.get_logger().addFilter(quiet)
-    try:
-        path = _retrieve(url, known, origin, src, folder)
-    finally:
-        pooch.get_logger().removeFilter(quiet)
-    if src.sha256_prefix and not pooch.file_hash(str(path)).startswith(src.sha256_prefix):
-        path.unlink()
-        raise DownloadError(f"{url}: sha256 does not start with {src.sha256_prefix} as its name says; deleted")
-    return path
-
-
-def _retrieve(url: str, known: str | None, origin: str, src: Source, folder: Path) -> Path:
-    """pooch.retrieve with the kit's timeouts, retries and one-line errors (see ``download``)."""
-    for attempt in range(1, ATTEMPTS + 1):
-        # total >= 1: a tqdm with total 0 is falsy and pooch would silently skip it; pooch then sets the
-        # total from Content-Length. bar.n counts the bytes received, telling refusals from cut transfers.
-        bar = tqdm(total=src.size or 1, unit="B", unit_scale=True, desc=src.filename, leave=False)
-        downloader = pooch.HTTPDownloader(progressbar=bar, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+    if final.exists():  # left by an earlier run (weights; an archive whose extraction failed)
+        digest = file_sha256(final)
+        if not _rejection(src, digest, known, origin):
+            return final, src.url, digest
+        final.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for url in src.urls:
         try:
-            return Path(pooch.retrieve(url, known, fname=src.filename, path=folder, downloader=downloader))
-        except requests.exceptions.HTTPError as err:
-            raise DownloadError(f"{url}: HTTP {err.response.status_code}; a mirror can be set with "
-                                f"PSPL_URL_{src.base.upper()}; {OFFLINE_HINT}") from None
-        except requests.exceptions.RequestException as err:
-            if isinstance(err, requests.exceptions.ConnectionError) and bar.n == 0:
-                # Refused, DNS failure or connect timeout: retrying would only delay the answer.
-                raise DownloadError(f"cannot reach {url} ({type(err).__name__}); {OFFLINE_HINT}") from None
-            # Cut mid-transfer (short body, reset, stalled read): pooch already deleted its temporary file.
-            if attempt == ATTEMPTS:
-                raise DownloadError(f"{url}: transfer interrupted {ATTEMPTS} times ({type(err).__name__}); "
-                                    f"nothing kept; {OFFLINE_HINT}") from None
-            time.sleep(attempt * RETRY_WAIT_S)
-        except ValueError:  # pooch's hash mismatch; the mismatching file was never moved into place
-            raise DownloadError(f"{url}: sha256 differs from the {origin} value {known}; "
-                                "the download was deleted") from None
-        finally:
-            bar.close()
-    raise AssertionError("unreachable: the last attempt returns or raises")
+            digest = _from_url(url, part, src, known, origin)
+        except _URLFailed as err:
+            failures.append(f"{url}: {err}")
+            continue
+        os.replace(part, final)
+        return final, url, digest
+    kept = f"; {part.stat().st_size:,} bytes kept in {part.name}, a re-run resumes them" if part.exists() else ""
+    raise DownloadError(f"{src.filename}: no URL delivered it ({'; '.join(failures)}){kept}; "
+                        f"a mirror can be added with PSPL_URL_{src.base.upper()}; {OFFLINE_HINT}")
 
 
-def _record_checksum(src: Source, path: Path, root: Path) -> None:
+def _record_checksum(src: Source, url: str, digest: str, nbytes: int, root: Path) -> None:
     records = load_checksums(root)
     if src.sha256 or src.key in records:
         return
-    records[src.key] = {"sha256": pooch.file_hash(str(path)), "bytes": path.stat().st_size, "url": src.url}
+    records[src.key] = {"sha256": digest, "bytes": nbytes, "url": url}
     _write_json_atomic(checksums_path(root), records)
-    tqdm.write(f"{src.key}: no published checksum; pinned sha256 {records[src.key]['sha256'][:16]}... in "
-               f"{checksums_path(root)} (trust on first download)", file=sys.stderr)
+    tqdm.write(f"{src.key}: no published checksum; pinned sha256 {digest[:16]}... in {checksums_path(root)} "
+               "(trust on first download)", file=sys.stderr)
+
+
+def space_needed(keys, root=None, force: bool = False) -> int:
+    """Peak free disk, in bytes, that fetching the sources ``keys`` in order needs.
+
+    An archive is downloaded, extracted beside itself, then deleted, and its PNGs are about as large as the
+    archive (PNG does not compress further). So while source i is extracted the disk holds the images of
+    the sources before it, archive i and its images: the peak is ``max_i (sum_{j<i} size_j + 2 size_i)``,
+    less what a ``.part`` of source i already holds. All of DIV2K: 7.06e9 bytes (its 3.5 GB HR zip comes
+    first). Sources already fetched (unless ``force``) and sources of unknown size count 0.
+    """
+    root = resolve_root(root)
+    installed = peak = 0
+    for key in keys:
+        src = SOURCES[key]
+        if not src.size or (not force and is_fetched(key, root)):
+            continue
+        part = root / "downloads" / f"{src.filename}.part"
+        peak = max(peak, installed + 2 * src.size - (part.stat().st_size if part.exists() else 0))
+        installed += src.size
+    return peak
+
+
+def check_free_space(keys, root=None, force: bool = False) -> None:
+    """Raise DiskSpaceError (one line: bytes needed, bytes available) when ``space_needed`` exceeds the free
+    space of the disk holding the data root (``shutil.disk_usage``)."""
+    root = resolve_root(root)
+    need = space_needed(keys, root, force)
+    if need:
+        free = shutil.disk_usage(next(p for p in (root, *root.parents) if p.exists())).free
+        if free < need:
+            raise DiskSpaceError(f"this fetch needs {need:,} bytes of free disk in {root}, {free:,} available: "
+                                 "free some space or point PSPL_DATA at a larger disk")
 
 
 def _safe_relpath(name: str, archive: Path) -> PurePosixPath:
@@ -258,6 +363,7 @@ def _marker(root: Path, key: str) -> Path:
     return root / ".fetched" / f"{key}.json"
 
 
+
 def is_fetched(key: str, root=None) -> bool:
     """True when source ``key`` was fetched, normalised and its folders are still there."""
     root = resolve_root(root)
@@ -268,21 +374,30 @@ def is_fetched(key: str, root=None) -> bool:
     return all((root / f).is_dir() and any((root / f).iterdir()) for f in folders)
 
 
-def fetch_source(src: Source, root=None) -> Path:
-    """Download, verify, extract and normalise one source; returns its folder (or file, for weights)."""
+def fetch_source(src: Source, root=None, force: bool = False) -> Path:
+    """Download, verify, extract and normalise one source; returns its folder (or file, for weights).
+
+    ``force``: fetch again even when the marker says it is in place (repairs a damaged or deleted image).
+    A set folder that holds a synthetic stand-in is removed whole before the first real image lands in it.
+    """
     root = resolve_root(root)
     if src.content == "weights":
-        path = download(src, root)
-        _record_checksum(src, path, root)
+        if force:
+            (root / "weights" / src.filename).unlink(missing_ok=True)
+        path, url, digest = _download(src, root)
+        _record_checksum(src, url, digest, path.stat().st_size, root)
         return path
-    if is_fetched(src.key, root):
+    if not force and is_fetched(src.key, root):
         return root / src.dest
-    archive = download(src, root)
+    archive, url, digest = _download(src, root)
     (root / ".tmp").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{src.key}-", dir=root / ".tmp"))
     try:
         raw = work / "raw"
         plan = layout_of(src, safe_extract(archive, raw), raw)
+        for set_folder in {root / folder.split("/")[0] for folder in plan}:
+            if (set_folder / STANDIN_MARKER).exists():  # never mix real images into a synthetic set
+                shutil.rmtree(set_folder)
         for folder, entries in plan.items():
             staged = work / "staged" / folder
             staged.mkdir(parents=True)
@@ -298,32 +413,67 @@ def fetch_source(src: Source, root=None) -> Path:
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _record_checksum(src, archive, root)
-    _write_json_atomic(_marker(root, src.key), {"sha256": pooch.file_hash(str(archive)), "url": src.url,
-                                                "folders": sorted(plan)})
-    archive.unlink()  # the images are in place; keeping DIV2K's zips would double its 4.6 GB
+    _record_checksum(src, url, digest, archive.stat().st_size, root)
+    _write_json_atomic(_marker(root, src.key), {"sha256": digest, "url": url, "folders": sorted(plan)})
+    archive.unlink()  # the images are in place; keeping DIV2K's zips would double its 5.8 GB
     return root / src.dest
 
 
-def fetch(name: str, root=None) -> Path:
+def _fetch_benchmark(name: str, keys: list[str], root: Path, force: bool, edsr_fresh: bool) -> bool:
+    """Fetch benchmark set ``name`` from its Hugging Face tarballs ``keys``, else from EDSR's benchmark.tar.
+
+    ``edsr_fresh``: benchmark.tar was already fetched by this call, so it installed this set too. Returns
+    the new value of ``edsr_fresh``. Raises DownloadError naming both failures when neither source works.
+    """
+    edsr = SOURCES["benchmark_edsr"]
+    if (edsr_fresh or not force) and is_fetched(edsr.key, root) and (root / name / "HR").is_dir():
+        return edsr_fresh
+    try:
+        for key in keys:
+            fetch_source(SOURCES[key], root, force)
+        return edsr_fresh
+    except DownloadError as hf_err:
+        tqdm.write(f"{name}: {hf_err}; trying EDSR's benchmark.tar instead", file=sys.stderr)
+        try:
+            fetch_source(edsr, root, force and not edsr_fresh)
+        except DownloadError as edsr_err:
+            raise DownloadError(f"{name}: {hf_err} | fallback: {edsr_err}") from None
+        return True
+
+
+def fetch(name: str, root=None, force: bool = False) -> Path:
     """Fetch a source key, a set Name ("Set5", "DIV2K_valid", ...) or a group; returns where it landed.
 
-    Groups: "div2k", "benchmarks" (Hugging Face tarballs), "benchmarks_edsr" (EDSR's benchmark.tar),
-    "weights", "embedded" (built locally, no network) and "all" (all of them but benchmarks_edsr). A single
-    source returns its folder (a weights file returns the file); a group returns the data root.
-    Raises ValueError for an unknown name, DownloadError (one line) when a download fails.
+    Groups: "div2k", "benchmarks" (Hugging Face tarballs, each set falling back to EDSR's benchmark.tar),
+    "benchmarks_edsr" (EDSR's benchmark.tar only), "weights", "embedded" (built locally, no network) and
+    "all" (all of them but benchmarks_edsr). A single source returns its folder (a weights file returns the
+    file); a group returns the data root. ``force``: fetch (or build) again what is already in place.
+    Raises ValueError for an unknown name, DiskSpaceError when the disk is too small (checked before any
+    download), DownloadError (one line) when a download fails.
     """
     root = resolve_root(root)
     if name in ("embedded", "all"):
-        from .embedded import ensure_embedded  # deferred: it imports torch and the resize module
+        from .embedded import MARKER, ensure_embedded  # deferred: it imports torch and the resize module
 
+        if force:  # a set without its marker is rebuilt
+            for marker in root.glob(f"embedded_*/{MARKER}"):
+                marker.unlink()
         ensure_embedded(root)
         if name == "embedded":
             return root
-    if name in SOURCES:
-        return fetch_source(SOURCES[name], root)
-    if name not in GROUPS:
+    if name not in SOURCES and name not in GROUPS:
         raise ValueError(f"unknown source {name!r}: expected a group {sorted(GROUPS)} or a key of SOURCES")
-    for key in GROUPS[name]:
-        fetch_source(SOURCES[key], root)
+    keys = [name] if name in SOURCES else GROUPS[name]
+    check_free_space(keys, root, force)
+    if name in SOURCES:
+        return fetch_source(SOURCES[name], root, force)
+    benchmarks: dict[str, list[str]] = {}  # set Name -> its Hugging Face tarballs, fetched after the rest
+    for key in keys:
+        if SOURCES[key].base == "hf":
+            benchmarks.setdefault(SOURCES[key].dest, []).append(key)
+        else:
+            fetch_source(SOURCES[key], root, force)
+    edsr_fresh = False
+    for set_name, set_keys in benchmarks.items():
+        edsr_fresh = _fetch_benchmark(set_name, set_keys, root, force, edsr_fresh)
     return root

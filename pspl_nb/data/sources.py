@@ -7,8 +7,11 @@ Layout under the data root (every source is normalised into it, see ``download.p
     <root>/weights/<file>.pt
 
 Names: DIV2K_train (0001-0800), DIV2K_valid (0801-0900), Set5, Set14, B100, Urban100, embedded_train,
-embedded_valid. Sizes and sha256 of DIV2K are the published ones; the benchmark tarballs and the EDSR
-files publish none, so they are pinned on first download (``<root>/checksums.json``).
+embedded_valid. Sizes and sha256 of DIV2K are the ones the DIV2K site publishes; the benchmark tarballs and
+the EDSR files publish none, so they are pinned on first download (``<root>/checksums.json``).
+
+Every source has a list of base URLs, tried in order; all of them must deliver the same bytes, since one
+sha256 checks them all. A set folder holding ``STANDIN_MARKER`` is a synthetic stand-in (``standin.py``).
 """
 import os
 from dataclasses import dataclass
@@ -20,13 +23,26 @@ SET_NAMES = ("DIV2K_train", "DIV2K_valid", *EVAL_NAMES, "embedded_train", "embed
 DATASET_KEYS = {"div2k": ("DIV2K_train", "DIV2K_valid"), "embedded": ("embedded_train", "embedded_valid")}
 SCALES = (2, 3, 4)
 
-# Base URLs, read when a download starts, so a test (or a mirror) can redirect them:
-# either assign BASE_URLS["div2k"] = "http://127.0.0.1:8000/" or set PSPL_URL_DIV2K, PSPL_URL_HF, PSPL_URL_EDSR.
+# Base URLs, tried in order, read when a download starts so a test (or a user's mirror) can redirect them:
+# assign BASE_URLS["div2k"] = ["http://127.0.0.1:8000/", ...] or set PSPL_URL_DIV2K, PSPL_URL_HF, PSPL_URL_EDSR
+# (several bases separated by spaces). The second DIV2K base is a Hugging Face copy of the eight zips under
+# their original names; its LFS records give the same sizes and sha256 as the DIV2K site.
 BASE_URLS = {
-    "div2k": "https://data.vision.ee.ethz.ch/cvl/DIV2K/",
-    "hf": "https://huggingface.co/datasets/eugenesiow/",
-    "edsr": "https://cv.snu.ac.kr/research/EDSR/",
+    "div2k": ["https://data.vision.ee.ethz.ch/cvl/DIV2K/",
+              "https://huggingface.co/datasets/goodfellowliu/DIV2K/resolve/main/"],
+    "hf": ["https://huggingface.co/datasets/eugenesiow/"],
+    "edsr": ["https://cv.snu.ac.kr/research/EDSR/"],
 }
+# Images a complete copy of each set holds (the embedded sets are counted from ``embedded.py``).
+EXPECTED_IMAGES = {"DIV2K_train": 800, "DIV2K_valid": 100, "Set5": 5, "Set14": 14, "B100": 100, "Urban100": 100}
+STANDIN_MARKER = ".standin.json"  # in a set folder: synthetic stand-in data, not the real set
+
+
+def base_urls(base: str) -> list[str]:
+    """Base URLs of ``base`` ("div2k", "hf", "edsr") in the order tried: ``$PSPL_URL_<BASE>`` if set, else
+    ``BASE_URLS[base]`` (a single string counts as a one-item list)."""
+    bases = os.environ.get(f"PSPL_URL_{base.upper()}", "").split() or BASE_URLS[base]
+    return [bases] if isinstance(bases, str) else list(bases)
 
 
 def default_root() -> Path:
@@ -44,7 +60,7 @@ def resolve_root(root=None) -> Path:
 class Source:
     """One downloadable file and where its content goes.
 
-    key: registry name (also the checksum key); base: key of ``BASE_URLS``; path: URL part after the base;
+    key: registry name (also the checksum key); base: key of ``BASE_URLS``; path: URL part after each base;
     dest: folder under the data root ("" for EDSR's benchmark.tar, which holds four sets);
     content: "HR", "LR" (then ``scale``), "benchmark" (EDSR layout, several sets) or "weights" (kept as is);
     sha256 / size: published values, None when nothing is published (trust on first download);
@@ -62,10 +78,14 @@ class Source:
     sha256_prefix: str | None = None
 
     @property
+    def urls(self) -> list[str]:
+        """Full URLs in the order tried, from the bases in force now (see ``base_urls``)."""
+        return [base.rstrip("/") + "/" + self.path for base in base_urls(self.base)]
+
+    @property
     def url(self) -> str:
-        """Full URL, from the base in force now (``PSPL_URL_<BASE>`` env var, else ``BASE_URLS``)."""
-        base = os.environ.get(f"PSPL_URL_{self.base.upper()}") or BASE_URLS[self.base]
-        return base.rstrip("/") + "/" + self.path
+        """The first of ``urls``: the original host."""
+        return self.urls[0]
 
     @property
     def filename(self) -> str:
@@ -73,7 +93,7 @@ class Source:
         return self.path.rsplit("/", 1)[-1]
 
 
-_DIV2K = {  # file stem -> (bytes, sha256), REFERENCE.md section 4
+_DIV2K = {  # file stem -> (bytes, sha256), as published on the DIV2K site
     "DIV2K_train_HR": (3530603713, "9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335"),
     "DIV2K_train_LR_bicubic_X2": (925390592, "a53a424317575838dadce4bcd97cf7b744d6855f43740ed5f0245af3cf4bd850"),
     "DIV2K_train_LR_bicubic_X3": (427847282, "ad5c8e5507e2765823d3c2c5bd0934842efcd487c5370604c224090898b3163a"),
