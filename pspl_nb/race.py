@@ -62,6 +62,15 @@ def run_race(configs, on_update=None, stop: threading.Event | None = None, resul
     l1, pspl = configs
     snaps = Snapshotter(pspl, data_root)
     column = f"psnr_{pspl.val_set}"
+
+    def so_far():  # epochs a run already has (finished, or stopped earlier): drawn at once, not trained again
+        for arm, c in (("l1", l1), ("pspl", pspl)):
+            folder = run_folder(c, results)
+            if (folder / "history.csv").exists():
+                h = load_history(folder)
+                state.curves[arm] = list(zip(h.epoch, h[column]))
+
+    so_far()
     runs = {"l1": train_epochs(l1, results=results, data_root=data_root, progress=False),
             "pspl": train_epochs(pspl, results=results, data_root=data_root, progress=False)}
     try:
@@ -84,11 +93,7 @@ def run_race(configs, on_update=None, stop: threading.Event | None = None, resul
             gen.close()  # a stopped race leaves each run at its last finished epoch
     state.stopped = stop.is_set()
     state.done = not state.stopped
-    for arm, c in (("l1", l1), ("pspl", pspl)):  # a loaded (or partly loaded) run: its whole history so far
-        folder = run_folder(c, results)
-        if (folder / "history.csv").exists():
-            h = load_history(folder)
-            state.curves[arm] = list(zip(h.epoch, h[column]))
+    so_far()
     if state.attention is None and (run_folder(pspl, results) / "last.pt").exists():
         state.age = float(load_history(run_folder(pspl, results)).age.iloc[-1])
         state.attention = _attention(snaps, load_model(pspl, "last", results), state.age)
@@ -191,7 +196,7 @@ def race_widget(profile_name: str = "cpu", results=None, data_root=None):
 
     def on_stop(_=None):
         race.stop(wait=False)
-        status.value = "stopped: both runs keep their last finished epoch and resume on Start"
+        status.value = "stopped (after the current epoch): both runs keep their finished epochs and resume on Start"
 
     start.on_click(on_start)
     halt.on_click(on_stop)

@@ -75,37 +75,11 @@ def to_html(executed: Path) -> Path:
     return html
 
 
-def snapshot_reference(profile: str) -> Path:
-    """Copy a finished ``make reproduce``'s tables to ``results/reference/<profile>/`` (committed), with the
-    profile's config, the seeds, the code version and the date in ``provenance.json``."""
-    import datetime
-    import json
-    import shutil
-
-    from pspl_nb.config import SEEDS, profile as get_profile
-    from pspl_nb.train import code_version
-
-    src, dst = results_root() / profile, results_root() / "reference" / profile
-    dst.mkdir(parents=True, exist_ok=True)
-    for table in sorted((src / "tables").glob("*.csv")) + [src / "timings.csv"]:
-        shutil.copy2(table, dst / table.name)
-    provenance = dict(profile=profile, code_version=code_version(), seeds=list(SEEDS[profile]),
-                      date=datetime.date.today().isoformat(), config=get_profile(profile).to_dict(),
-                      note="tables written by the notebooks of `make reproduce PROFILE=" + profile + "`")
-    (dst / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    return dst
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m pspl_nb.reproduce", description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="cpu", choices=tuple(PROFILES))
     p.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 02 03")
-    p.add_argument("--snapshot-reference", action="store_true",
-                   help="copy the last run's tables to results/reference/<profile>/ instead of running")
     a = p.parse_args(argv)
-    if a.snapshot_reference:
-        print("reference tables in", snapshot_reference(a.profile))
-        return
     folder = results_root() / a.profile
     timings = []
     for nb in notebooks():

@@ -1,6 +1,6 @@
 """MATLAB-compatible bicubic resizing, the degradation every SR benchmark is built with.
 
-MATLAB ``imresize(A, scale, 'bicubic')`` (REFERENCE section 3) is reproduced exactly:
+MATLAB ``imresize(A, scale, 'bicubic')`` (docs/protocol.md#degradation) is reproduced exactly:
 
 - Keys cubic kernel with a = -0.5, support 4 pixels;
 - when shrinking (scale < 1) the kernel is stretched by 1/scale and scaled by ``scale`` (antialiasing);

@@ -1,5 +1,7 @@
-"""Notebook 02 in a real browser: JupyterLab on 127.0.0.1, the system Chromium driven by Playwright, Run All,
-then the gamma and step sliders must redraw the explorer's figure with no error on the page (issue 8).
+"""Notebooks 02 and 04 in a real browser: JupyterLab on 127.0.0.1, the system Chromium driven by Playwright,
+Run All; in 02 the gamma and step sliders must redraw the explorer's figure, in 04 a moved race slider and the
+Start button must train and redraw the race, with no error on the page. Then the HTML copy that
+``make reproduce`` writes is opened in the browser: it must carry the widgets' state.
 
 The test starts and stops everything itself: the server in a process group of its own (its kernels, which
 jupyter_client starts in sessions of their own, are found through /proc and stopped by pid) and the browser.
@@ -24,6 +26,7 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright never downloads a browser here
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "02_pspl_explained.ipynb"
+RACE_NOTEBOOK = REPO / "notebooks" / "04_attention_during_training.ipynb"
 SCREENSHOTS = REPO / "results" / "browser"
 # No GPU, no sandbox (root in containers), and no network traffic of Chromium's own.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -109,6 +112,7 @@ def lab(tmp_path, data_root):
     root = tmp_path / "notebooks"
     root.mkdir()
     shutil.copy(NOTEBOOK, root)
+    shutil.copy(RACE_NOTEBOOK, root)
     home = tmp_path / "jupyter"
     settings = home / "config" / "lab" / "user-settings" / "@jupyterlab"
     for plugin, values in LAB_SETTINGS.items():
@@ -178,11 +182,12 @@ def changed(page, img, before: bytes, timeout=30.0) -> bytes:
     return now
 
 
-def press(page, slider: str, key: str, times: int) -> None:
-    """Move an ipywidgets 8 slider (a noUiSlider) from the keyboard: focus its handle, press ``key``."""
-    readout = page.locator(f".pspl-{slider} .widget-readout")
+def press(page, slider: str, key: str, times: int, prefix: str = "pspl") -> None:
+    """Move an ipywidgets 8 slider (a noUiSlider) from the keyboard: focus its handle, press ``key``.
+    ``prefix``: the widget's CSS class family (``pspl-`` for the explorer, ``race-`` for the race)."""
+    readout = page.locator(f".{prefix}-{slider} .widget-readout")
     value = readout.inner_text()
-    handle = page.locator(f".pspl-{slider} .noUi-handle")
+    handle = page.locator(f".{prefix}-{slider} .noUi-handle")
     handle.focus()
     for _ in range(times):
         handle.press(key)
@@ -227,3 +232,63 @@ def test_sliders_redraw_the_explorer_figure(lab, page):
         if explorer.count():
             explorer.scroll_into_view_if_needed(timeout=5_000)
         page.screenshot(path=shot)
+
+
+def run_all(page, lab, notebook: Path, last: str) -> None:
+    """Open ``notebook``, Run All Cells, wait until the element ``last`` (drawn by the last cell) is there."""
+    page.goto(f"{lab.url}/lab/tree/{notebook.name}?token={lab.token}")
+    page.wait_for_function(KERNEL_IDLE)
+    page.click('.lm-MenuBar-itemLabel:text-is("Run")')
+    page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
+    page.locator(last).wait_for(timeout=240_000)
+    page.wait_for_function(KERNEL_IDLE)
+    assert_no_errors(page)
+
+
+def test_a_moved_slider_and_start_retrain_and_redraw_the_race(lab, page):
+    page.set_default_timeout(60_000)
+    try:
+        run_all(page, lab, RACE_NOTEBOOK, ".race-start")
+        image = page.locator(".race-image")
+        press(page, "alpha", "ArrowLeft", 4, prefix="race")  # alpha 1.0 -> 0.8
+        page.locator(".race-start").click()
+        image.wait_for(state="attached")
+        page.wait_for_function("el => el.getAttribute('src') && el.getAttribute('src').startsWith('blob:') || "
+                               "(el.getAttribute('src') || '').startsWith('data:image/png')",
+                               arg=image.element_handle(), timeout=120_000)
+        first = image.get_attribute("src")
+        page.wait_for_function("([el, v]) => el.getAttribute('src') !== v", arg=[image.element_handle(), first],
+                               timeout=120_000)  # redrawn after a later epoch
+        status = page.locator(".race-status")
+        assert "racing" in status.inner_text()
+        page.locator(".race-stop").click()
+        page.wait_for_function("el => el.innerText.startsWith('stopped')", arg=status.element_handle())
+        assert_no_errors(page)
+        shot = SCREENSHOTS / "04_race.png"
+    except BaseException:
+        shot = SCREENSHOTS / "04_race-failure.png"
+        raise
+    finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=shot, full_page=False)
+
+
+def test_the_html_copy_carries_the_widget_state(tmp_path, data_root, page, monkeypatch):
+    """The executed copy ``make reproduce`` writes, opened from disk: the sliders' state is in the page."""
+    from pspl_nb.reproduce import execute, to_html
+
+    monkeypatch.setenv("PSPL_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("PSPL_DATA", str(data_root))
+    monkeypatch.setenv("CI", "1")
+    html = to_html(execute(NOTEBOOK, "smoke", tmp_path / "out", timeout=300))
+    page.goto(html.as_uri())
+    state = page.evaluate("""() => {
+        const s = document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]');
+        return s ? JSON.parse(s.textContent).state : null;
+    }""")
+    assert state, "no widget state in the HTML copy"
+    sliders = {m["state"].get("description"): m["state"].get("value") for m in state.values()
+               if m["model_name"].endswith("SliderModel")}
+    assert sliders["gamma"] == 2.0 and sliders["alpha"] == 1.0  # as the notebook left them
+    views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]')
+    assert views.count() >= 1

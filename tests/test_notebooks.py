@@ -16,11 +16,12 @@ SLIDERS = {
     "02_pspl_explained": {("FloatSliderModel", "gamma"), ("FloatSliderModel", "mu"), ("FloatSliderModel", "alpha"),
                           ("FloatSliderModel", "beta"), ("FloatLogSliderModel", "step (epochs)"),
                           ("ToggleButtonsModel", "SSIM")},
-    "04_attention_during_training": {("IntSliderModel", "recorded step")},
+    "04_attention_during_training": {("IntSliderModel", "recorded step"), ("FloatSliderModel", "alpha"),
+                                     ("ButtonModel", "Start"), ("ButtonModel", "Stop")},  # and the race's
 }
 # Notebooks written for a reader new to super-resolution: they open with a title and their question, carry
 # at least 400 words of prose, and close with experiments to try.
-TEACHING = ("00_overview", "01_data", "02_pspl_explained", "06_visual_comparison")
+TEACHING = tuple(p.stem for p in notebooks())  # every notebook teaches
 
 
 def test_there_are_notebooks():
@@ -142,16 +143,18 @@ def test_notebook_executes_in_the_smoke_profile(path, results, data_root, monkey
     check_widgets(executed, html, path.stem)
 
 
-def test_snapshot_reference_copies_tables_with_provenance(tmp_path, monkeypatch):
-    from pspl_nb.config import RunConfig, profile
-    from pspl_nb.reproduce import snapshot_reference
+def test_a_recorded_reference_grid_reads_back_with_its_provenance(tmp_path, monkeypatch):
+    import pandas as pd
 
-    monkeypatch.setenv("PSPL_RESULTS", str(tmp_path))
-    (tmp_path / "smoke" / "tables").mkdir(parents=True)
-    (tmp_path / "smoke" / "tables" / "ablation_histories.csv").write_text("arm,seed\nl1,0\n")
-    (tmp_path / "smoke" / "timings.csv").write_text("notebook,seconds\n00_overview.ipynb,1.0\n")
-    dst = snapshot_reference("smoke")
-    assert dst == tmp_path / "reference" / "smoke"
-    assert (dst / "ablation_histories.csv").read_text() == "arm,seed\nl1,0\n"
-    meta = json.loads((dst / "provenance.json").read_text())
-    assert RunConfig.from_dict(meta["config"]) == profile("smoke") and meta["seeds"] == [0, 1] and meta["code_version"]
+    from pspl_nb.experiments import record_reference
+    from pspl_nb.reference import committed
+
+    monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path))
+    table = pd.DataFrame(dict(run_id=["a", "a", "b"], arm=["l1", "l1", "pspl"], seed=[0, 0, 0], epoch=[1, 2, 1]))
+    record_reference(tmp_path / "cpu", "critical", table, "smoke", [0], "python -m pspl_nb.experiments ...", "abc123")
+    back = committed("cpu", "critical_histories")
+    pd.testing.assert_frame_equal(back, table)
+    prov = back.attrs["provenance"]
+    assert (prov["profile"], prov["runs"], prov["arms"], prov["code_version"]) == ("smoke", 2, ["l1", "pspl"], "abc123")
+    with pytest.raises(FileNotFoundError, match="critical_histories"):
+        committed("cpu", "long_histories")

@@ -1,4 +1,4 @@
-"""PSPL attention and loss against closed forms and the facts in REFERENCE section 2."""
+"""PSPL attention and loss against closed forms and the facts of docs/method.md and docs/official_code.md."""
 import math
 
 import numpy as np
@@ -19,7 +19,7 @@ def test_attention_closed_form():
 
 @pytest.mark.parametrize("epoch, ratio", [(1, 20), (2, 2.1), (5, 1.13), (10, 1.03)])
 def test_weight_ratio_flattens_as_reference_says(epoch, ratio):
-    """REFERENCE: with alpha = 1, w(SSIM=0) / w(SSIM=1) is 20, 2.1, 1.13, 1.03 at epochs 1, 2, 5, 10."""
+    """docs/method.md#flattening: with alpha = 1, w(SSIM=0) / w(SSIM=1) is 20, 2.1, 1.13, 1.03 at epochs 1, 2, 5, 10."""
     w = attention(torch.tensor([0.0, 1.0]), epoch)
     assert (w[0] / w[1]).item() == pytest.approx(ratio, rel=0.01)
 

@@ -39,8 +39,11 @@ def test_a_stopped_race_keeps_its_epochs_and_resumes(tmp_path, data_root):
 
     state = run_race(configs, halt_after_first_pspl_epoch, stop, results=tmp_path, data_root=data_root)
     assert state.stopped and len(state.curves["pspl"]) == 1
-    rest = run_race(configs, results=tmp_path, data_root=data_root)
+    first = []
+    rest = run_race(configs, lambda s: first.append(len(s.curves["pspl"])) if not first else None,
+                    results=tmp_path, data_root=data_root)
     assert rest.done and len(rest.curves["pspl"]) == configs[1].epochs
+    assert first == [1]  # at the first redraw (after L1's next epoch) the stopped PSPL epoch is already drawn
 
 
 def test_controller_reports_bad_settings_in_one_line_and_draws_in_a_thread(tmp_path, data_root):

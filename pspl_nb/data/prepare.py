@@ -2,10 +2,10 @@
 
 - ``"modcrop"`` (the field's standard, EDSR/BasicSR/KAIR): crop HR to a multiple of the scale, LR =
   MATLAB bicubic of the cropped HR (or the LR file the source ships, which was made that way).
-- ``"resample"`` (the official PSPL repository's ``mkdata.py``): when a side is not divisible by the scale,
-  *resize* HR with PIL bicubic to the multiple of the scale below it (``w - w % s``; REFERENCE.md says "next
-  multiple", the script rounds down), then LR = PIL bicubic of that HR. B100's 481 x 321 images are all
-  resampled at every scale, so its ground truth itself changes.
+- ``"resample"`` (the official PSPL repository's ``mkdata.py``, docs/official_code.md#benchmark-preparation):
+  when a side is not divisible by the scale, *resize* HR with PIL bicubic to the multiple of the scale below it
+  (``w - w % s``), then LR = PIL bicubic of that HR. B100's 481 x 321 images are all resampled at every scale,
+  so its ground truth itself changes.
 """
 from pathlib import Path
 

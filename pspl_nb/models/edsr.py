@@ -117,7 +117,7 @@ class EDSR(nn.Module):
     """EDSR / EDSR-baseline super-resolution network (Lim et al., CVPRW 2017).
 
     Maps an LR image (N, C, h, w) to SR (N, C, scale*h, scale*w); both nominally on [0, rgb_range]. The
-    output is not clamped: evaluation clamps and rounds (REFERENCE sec. 3), training needs the gradient.
+    output is not clamped: evaluation clamps and rounds (docs/protocol.md#quantisation), training needs the gradient.
 
     Args:
         scale: upscaling factor, 2, 3 or 4 (the published and pretrained ones).
