@@ -54,12 +54,14 @@ reference: $(STAMP)  ## the committed reference grids: 8 seeds per arm, cpu and 
 	$(BIN)/python -m pspl_nb.experiments --profile cpu_long --grid long --seeds 8 --jobs 2 --reference-dir $(REF)
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid table1 --seeds 4 --jobs 2 --reference-dir $(REF)
 
-GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 fig4_ablation attention_stats critical_curves fig5_visual
+GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 fig4_ablation threshold_sensitivity design_effects_reference \
+           lr_sweep_reference attention_stats race_paper_settings critical_curves fig5_visual
 
 gallery:  ## copy README's figures from results/$(PROFILE)/figures (after make reproduce) to docs/gallery
 	@mkdir -p docs/gallery
 	@for f in $(GALLERY); do cp results/$(PROFILE)/figures/$$f.png docs/gallery/$$f.png; done
-	@echo "docs/gallery updated from results/$(PROFILE)"
+	@for f in 02_pspl_explained 04_race; do test ! -f results/browser/$$f.png || cp results/browser/$$f.png docs/gallery/browser_$$f.png; done
+	@echo "docs/gallery updated from results/$(PROFILE) and results/browser"
 
 clean:  ## remove the venv and generated results (keeps data/ downloads and results/reference)
 	rm -rf $(VENV) results/smoke results/cpu results/cpu_long results/gpu results/paper results/runs results/rehearse .pytest_cache

@@ -105,3 +105,52 @@ def describe_reference(ref: pd.DataFrame) -> str:
             f"{c.iters_per_epoch} it x batch {c.batch}, LR patch {c.patch}, lr {c.lr:g}; arms "
             f"{', '.join(dict.fromkeys(ref.arm))}; {count} seeds per arm; numerics {prov.get('numerics', '?')}. "
             f"Not the paper's setting.")
+
+
+def _ci(d, lo, hi, fmt="+.3f") -> str:
+    return f"{d:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def markdown_summary(profile: str = "cpu") -> str:
+    """README's "What the kit measured" from the committed reference grids of ``profile``: one table row per
+    arm (speed ratio, the threshold range where its speed verdict holds, mean and final dB against L1, each
+    with its paired 95% t-interval over seeds), then what the 2x2, the lr sweep and the schedule-faithful grid
+    say. ``python -m pspl_nb.questions`` prints it."""
+    from pspl_nb import controls
+    from pspl_nb.reference import committed
+
+    ref = committed(profile, "reference_histories")
+    q = speed_question(ref, reference_config(ref))
+    v = verdict_summary(ref, q)
+    lines = [f"Threshold {q.threshold:.2f} dB ({q.how}).", "",
+             "| arm | seeds | epochs ratio vs L1 [95% t] | speed verdict, by threshold | mean dB vs L1 over epochs | "
+             "final dB vs L1 | final verdict |", "|---|---|---|---|---|---|---|"]
+    for r in v.itertuples():
+        lines.append(f"| {r.arm} | {r.seeds} | {_ci(r.ratio, r.ratio_lo, r.ratio_hi, '.2f')} | {r.speed_range} | "
+                     f"{_ci(r.gap_diff, r.gap_lo, r.gap_hi)} | {_ci(r.final_diff, r.final_lo, r.final_hi)} | "
+                     f"{r.final_verdict} |")
+    fx = controls.factorial_effects(ref, q.column, "final")
+    fx_mean = controls.factorial_effects(ref, q.column, "mean")
+    lines += ["", f"2x2, final PSNR: {controls.design_sentence(fx)}",
+              f"2x2, mean PSNR over epochs: {controls.design_sentence(fx_mean)}",
+              f"2x2 at alpha 0.3: {controls.design_sentence(controls.factorial_effects(ref, q.column, 'final', arms=('l1', 'uniform_alpha0.3', 'contrast_alpha0.3', 'pspl_alpha0.3')))}"]
+    lrs = controls.lr_table(ref, q.column)
+    best = lrs[lrs.best].set_index("family")
+    fair = controls.fair_comparison(ref, q.column, q.threshold, lrs).iloc[0]
+    lines += ["", "lr sweep (final dB vs the same arm at x1): " + "; ".join(
+        f"{r.arm} {_ci(r.diff_vs_x1, r.lo, r.hi)}" for r in lrs.itertuples() if r.lr_mult != 1.0),
+        f"Each at its own best lr ({best.loc['l1', 'arm']} and {best.loc['pspl', 'arm']}): epochs ratio "
+        f"{_ci(fair.ratio, fair.ratio_lo, fair.ratio_hi, '.2f')} ({fair.speed}); final "
+        f"{_ci(fair.final_diff, fair.final_lo, fair.final_hi)} dB ({fair.final_verdict})."]
+    long = committed(profile, "long_histories")
+    lq = speed_question(long, reference_config(long))
+    lv = verdict_summary(long, lq)
+    lines += ["", f"cpu_long (schedule in proportion), threshold {lq.threshold:.2f} dB:"]
+    lines += [f"- {r.arm} ({r.seeds} seeds): epochs ratio {_ci(r.ratio, r.ratio_lo, r.ratio_hi, '.2f')}, {r.speed_range}; "
+              f"final {_ci(r.final_diff, r.final_lo, r.final_hi)} dB ({r.final_verdict})" for r in lv.itertuples()]
+    lines += [f"- 2x2: {controls.design_sentence(controls.factorial_effects(long, lq.column, 'final'))}"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_summary())

@@ -17,7 +17,7 @@ from pspl_nb.config import RunConfig, profile
 from pspl_nb.runs import load_history, load_model, run_folder
 from pspl_nb.train import Snapshotter, train_epochs
 
-# The race on a laptop CPU: about a minute for both runs. CI (the smoke profile) races a few seconds.
+# The race on a laptop CPU: about a minute for both runs. CI (the smoke and rehearse profiles) races a few seconds.
 RACE = {"smoke": dict(epochs=3, iters_per_epoch=6, batch=4, patch=16, milestones=(3,), eval_limit=2),
         "default": dict(epochs=20, iters_per_epoch=15, batch=8, patch=24, milestones=(15,), eval_limit=6)}
 
@@ -25,9 +25,9 @@ RACE = {"smoke": dict(epochs=3, iters_per_epoch=6, batch=4, patch=16, milestones
 def race_configs(profile_name: str = "cpu", gamma: float = 2.0, mu: float = -1.0, alpha: float = 1.0,
                  beta: float = 0.0, seed: int = 0) -> tuple[RunConfig, RunConfig]:
     """(plain L1, PSPL) configs of a race: tiny EDSR-baseline x2 on the embedded images, the same seed, PSPL
-    with the given gamma, mu, alpha, beta. ``profile_name`` "smoke" gives the seconds-long CI race, any other
-    the minute-long one. Raises ValueError (one line) for settings PSPL rejects, e.g. alpha = beta = 0."""
-    size = RACE["smoke" if profile_name == "smoke" else "default"]
+    with the given gamma, mu, alpha, beta. ``profile_name`` "smoke" or "rehearse" gives the seconds-long CI
+    race, any other the minute-long one. Raises ValueError (one line) for settings PSPL rejects, e.g. alpha = beta = 0."""
+    size = RACE["smoke" if profile_name in ("smoke", "rehearse") else "default"]
     base = profile("smoke", **size, eval_sets=("embedded_valid",), attention_steps=(), seed=seed)
     return base.replace(weighting="none"), base.replace(gamma=gamma, mu=mu, alpha=alpha, beta=beta)
 

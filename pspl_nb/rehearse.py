@@ -41,7 +41,8 @@ def planned_runs(profile_name: str) -> list[RunConfig]:
 
 def measured_rates(results=None) -> pd.DataFrame:
     """Pace of every finished run under ``<results>/runs``: one row per run with model, size, scale, batch,
-    patch, numerics, iterations, s_per_it (training steps only) and eval_s (seconds per evaluation epoch)."""
+    patch, numerics, iterations, s_per_it (training steps of its last epoch, past the start-up costs of the
+    first: loader workers, cuDNN's algorithm search, caches) and eval_s (seconds per evaluation epoch)."""
     rows = []
     for folder in sorted((Path(results or results_root()) / "runs").glob("*")):
         if not is_finished(folder) or not (folder / "history.csv").exists():
@@ -53,7 +54,7 @@ def measured_rates(results=None) -> pd.DataFrame:
         wall = h.wall_time.diff().fillna(h.wall_time.iloc[0])
         rows.append(dict(model=c.model, size=c.size, scale=c.scale, batch=c.batch, patch=c.patch,
                          numerics=c.numerics(), iterations=int(h.iteration.iloc[-1]),
-                         s_per_it=float(h.train_time.sum() / h.iteration.iloc[-1]),
+                         s_per_it=float(h.train_time.iloc[-1] / c.iters_per_epoch),
                          eval_s=float((wall - h.train_time).mean())))
     return pd.DataFrame(rows)
 

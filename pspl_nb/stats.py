@@ -429,3 +429,16 @@ def warmup_matching(history: pd.DataFrame, gamma: float = 2.0, level: float = 0.
     """
     reached = epochs_to_threshold(history.epoch.to_numpy(float), history.att_mean.to_numpy(float), level * gamma)
     return float(history.epoch.max()) if math.isnan(reached) else reached
+
+
+def evaluation_noise(tidy: pd.DataFrame, column: str) -> pd.DataFrame:
+    """How jumpy each arm's validation curves are: per arm, the mean over seeds of the largest single-epoch
+    drop (dB), of the number of epochs that went down, and of the spread (sd) of epoch-to-epoch changes in
+    the second half of the run, where curves are flat and the changes are mostly evaluation noise."""
+    rows = []
+    for (arm, seed), run in _runs(tidy, column):
+        steps = np.diff(run[column].to_numpy())
+        late = steps[len(steps) // 2:]
+        rows.append(dict(arm=arm, seed=seed, max_drop=float(max(0.0, -steps.min())) if len(steps) else 0.0,
+                         drops=int((steps < 0).sum()), late_sd=float(late.std(ddof=1)) if len(late) > 1 else math.nan))
+    return pd.DataFrame(rows).groupby("arm")[["max_drop", "drops", "late_sd"]].mean()

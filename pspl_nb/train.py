@@ -257,6 +257,8 @@ def load_evaluation(c: RunConfig, data_root) -> dict:
 
 def check_finite(run: Run, losses: list, first: int, epoch: int) -> None:
     """Raise NonFiniteLoss naming the first non-finite loss among ``losses[first:]`` (one synchronisation)."""
+    if first >= len(losses):  # all checked already (the epoch's length is a multiple of CHECK_EVERY)
+        return
     recent = torch.stack(losses[first:])
     bad = ~torch.isfinite(recent)
     if bad.any():

@@ -126,3 +126,14 @@ def test_arm_labels_name_the_control():
     assert labels == ["l1", "warmup", "pspl", "uniform", "easy_first", "pspl_alpha0.3", "pspl_paper_ssim",
                       "pspl_reflect", "contrast", "uniform_alpha0.3", "l1_lrx0.5", "pspl_lrx4", "l1_beta2_0.99",
                       "pspl_f32moments"]
+
+
+def test_footnotes_say_when_div2k_is_a_stand_in(tmp_path, monkeypatch):
+    from pspl_nb.data.sources import STANDIN_MARKER
+
+    monkeypatch.setenv("PSPL_DATA", str(tmp_path))
+    c = profile("rehearse")
+    assert "on DIV2K:" in c.describe()
+    (tmp_path / "DIV2K_train").mkdir()
+    (tmp_path / "DIV2K_train" / STANDIN_MARKER).write_text("{}")
+    assert "stand-in (NOT DIV2K" in c.describe() and "on DIV2K:" not in c.describe()

@@ -324,3 +324,13 @@ def test_too_few_seeds_get_no_verdict():
 
     assert verdict(0.5, 0.8, "ratio", n=2) == "not enough seeds (2)"
     assert verdict(0.5, 0.8, "ratio", n=3) == "faster, interval excludes 1"
+
+
+def test_evaluation_noise_counts_drops_and_late_spread():
+    from pspl_nb.stats import evaluation_noise
+
+    t = pd.DataFrame({"arm": "a", "seed": 0, "epoch": [1, 2, 3, 4, 5],
+                      "psnr": [30.0, 31.0, 30.6, 31.5, 31.2]})  # steps +1, -0.4, +0.9, -0.3
+    row = evaluation_noise(t, "psnr").loc["a"]
+    assert row.max_drop == pytest.approx(0.4) and row.drops == 2
+    assert row.late_sd == pytest.approx(np.std([0.9, -0.3], ddof=1))

@@ -102,6 +102,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data
     assert ck["epoch"] == 1
 
 
+def test_an_epoch_of_a_multiple_of_check_every_steps_is_checked_once_each(tmp_path, data_root, monkeypatch):
+    monkeypatch.setattr(T, "CHECK_EVERY", 6)  # smoke epochs are 12 steps: checked after 6 and 12, nothing left
+    h = T.train(smoke(epochs=1, seed=11), results=tmp_path, data_root=data_root, progress=False)
+    assert len(h) == 1
+
+
 def test_patch_too_large_names_the_field(tmp_path, data_root):
     with pytest.raises(ValueError, match=r"RunConfig.patch=4000"):
         T.train(smoke(patch=4000), results=tmp_path, data_root=data_root, progress=False)
