@@ -42,8 +42,9 @@ def factorial_effects(tidy: pd.DataFrame, column: str, measure: str = "final", a
         arms: labels of (l1, uniform, contrast, pspl) in that order, e.g. the alpha-0.3 versions.
         measure: "final" or "mean" (``per_seed``). Values in ``column``'s unit (dB).
     Returns:
-        DataFrame, one row per effect (scale, contrast, interaction, then each arm minus l1): effect, diff,
-        lo, hi, p_signflip, n, verdict.
+        DataFrame, one row per effect (scale, contrast, interaction, then each arm minus l1, and pspl minus
+        uniform: what the pixel contrast adds once the scale is there): effect, diff, lo, hi, p_signflip, n,
+        verdict.
     """
     table = per_seed(tidy, column, measure)
     missing = [a for a in arms if a not in table.index]
@@ -55,7 +56,7 @@ def factorial_effects(tidy: pd.DataFrame, column: str, measure: str = "final", a
                "contrast (pixel weighting)": ((contrast - l1) + (pspl - uniform)) / 2,
                "interaction": (pspl - contrast) - (uniform - l1),
                f"{arms[1]} - {arms[0]}": uniform - l1, f"{arms[2]} - {arms[0]}": contrast - l1,
-               f"{arms[3]} - {arms[0]}": pspl - l1}
+               f"{arms[3]} - {arms[0]}": pspl - l1, f"{arms[3]} - {arms[1]} (contrast on top of the scale)": pspl - uniform}
     rows = []
     for name, d in effects.items():
         r = paired_difference(d, np.zeros_like(d), ci)
@@ -77,6 +78,10 @@ def design_sentence(effects: pd.DataFrame, unit: str = "dB") -> str:
     helps = [p for p, r in (("scale", scale), ("contrast", contrast)) if word(r) == "helps"]
     summary = {0: "neither part", 1: f"{helps[0]} alone" if helps else "", 2: "both parts"}[len(helps)]
     tail = f"; they interact ({inter['diff']:+.3f} {unit})" if word(inter) != "shows no detectable effect" else ""
+    if len(effects) > 6:  # pspl - uniform: the contrast once the scale is there
+        on_top = effects.iloc[6]
+        tail += (f"; on top of the rising scale the pixel contrast {word(on_top)} "
+                 f"({on_top['diff']:+.3f} {unit} [{on_top.lo:+.3f}, {on_top.hi:+.3f}])")
     return f"{summary.capitalize()} carries a detectable gain here: {'; '.join(parts)}{tail}."
 
 
