@@ -49,7 +49,7 @@ bench: $(STAMP)  ## run the benchmarks in bench/
 	$(BIN)/python -m bench.run_all
 
 REF := results/reference/cpu
-reference: $(STAMP)  ## the committed reference grids: cpu 8 seeds, cpu_long 5, Table 1 3 (about 9 h on 2 cores)
+reference: $(STAMP)  ## the committed reference grids: cpu 8 seeds, cpu_long 5, Table 1 3 (about 4 h on 2 cores)
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid reference --seeds 8 --jobs 2 --reference-dir $(REF)
 	$(BIN)/python -m pspl_nb.experiments --profile cpu_long --grid long --seeds 5 --jobs 2 --reference-dir $(REF)
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid table1 --seeds 3 --jobs 2 --reference-dir $(REF)
