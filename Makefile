@@ -54,7 +54,7 @@ reference: $(STAMP)  ## the committed reference grids: cpu 8 seeds, cpu_long 5, 
 	$(BIN)/python -m pspl_nb.experiments --profile cpu_long --grid long --seeds 5 --jobs 2 --reference-dir $(REF)
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid table1 --seeds 3 --jobs 2 --reference-dir $(REF)
 
-GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 fig4_ablation threshold_sensitivity design_effects_reference \
+GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 fig4_ablation threshold_sensitivity_reference design_effects_reference \
            lr_sweep_reference attention_stats race_paper_settings critical_curves fig5_visual
 
 gallery:  ## copy README's figures from results/$(PROFILE)/figures (after make reproduce) to docs/gallery
