@@ -288,7 +288,7 @@ def profile(name: str, **overrides) -> RunConfig:
 # CPU; gpu/paper: estimated from a measured 1000-iteration EDSR-baseline x2 epoch on one H100 (12-20 s with
 # evaluation, bench/gpu_results) times the notebooks' ~40 runs, before the larger x4 models.
 EXPECTED_TIME = {"smoke": "~2 min (2-core CPU)", "cpu": "~25 min (2-core CPU)", "cpu_long": "~2 h (2-core CPU)",
-                 "gpu": "~1-2 days (one H100)", "paper": "~1 week (one H100)", "rehearse": "~3 min (2-core CPU)"}
+                 "gpu": "~1-2 days (one H100)", "paper": "~1 week (one H100)", "rehearse": "~4 min (2-core CPU)"}
 
 
 def profiles_table():
