@@ -168,15 +168,19 @@ def _loss(c: RunConfig) -> str:
             f"mu {c.mu:g}, alpha {c.alpha:g}, beta {c.beta:g}{optim})")
 
 
+def on_standin(c: RunConfig, root=None) -> bool:
+    """Whether a DIV2K run of ``c`` would train on the synthetic stand-in (``make rehearse``) in the data root."""
+    from pspl_nb.data import is_standin
+
+    return c.dataset == "div2k" and is_standin("DIV2K_train", root)
+
+
 def describe_grid(configs) -> str:
     """Footnote for a figure made from several runs: what they share, then each arm's loss and the seeds."""
     c = configs[0]
     data = "DIV2K" if c.dataset == "div2k" else "the embedded scikit-image images (offline stand-in)"
-    if c.dataset == "div2k":
-        from pspl_nb.data import is_standin
-
-        if is_standin("DIV2K_train"):
-            data = "a synthetic DIV2K-shaped stand-in (NOT DIV2K: make rehearse)"
+    if on_standin(c):
+        data = "a synthetic DIV2K-shaped stand-in (NOT DIV2K: make rehearse)"
     models = ", ".join(dict.fromkeys(f"{k.model} ({k.size})" for k in configs))
     arms = "; ".join(dict.fromkeys(f"{k.arm}: {_loss(k)}" for k in configs))
     seeds = sorted({k.seed for k in configs})

@@ -8,9 +8,8 @@ import pandas as pd
 import torch
 
 from pspl_nb import plots
-from pspl_nb.config import SEEDS, RunConfig, profile
-from pspl_nb.data import default_root, is_standin
-from pspl_nb.config import resolve_device
+from pspl_nb.config import SEEDS, RunConfig, on_standin, profile, resolve_device
+from pspl_nb.data import default_root
 from pspl_nb.runs import code_version, results_root
 
 
@@ -56,6 +55,6 @@ def start(profile_name: str) -> Session:
     torch.manual_seed(0)
     print(f"profile {profile_name} | device {device} | torch {torch.__version__} | python {platform.python_version()}"
           f" | kit {code_version()}\ndata: {default_root()}\nresults: {s.folder} (runs in {results_root() / 'runs'})")
-    if c.dataset == "div2k" and is_standin("DIV2K_train"):
+    if on_standin(c):
         print("data is a synthetic DIV2K-shaped STAND-IN (make rehearse): its numbers say nothing about the paper")
     return s

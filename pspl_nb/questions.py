@@ -62,11 +62,13 @@ def speed_question(tidy: pd.DataFrame, c: RunConfig, data_root=None, baseline: s
                                         f"carried to {c.val_set} (no scoring image chose it)")
 
 
-def verdict_summary(tidy: pd.DataFrame, q: SpeedQuestion, baseline: str = "l1") -> pd.DataFrame:
+def verdict_summary(tidy: pd.DataFrame, q: SpeedQuestion, baseline: str = "l1",
+                    sweep: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per arm: the claims of ``stats.claims_table`` at ``q``'s threshold, and in ``speed_range`` the
-    range of thresholds over which its speed verdict holds (``stats.speed_statement``)."""
+    range of thresholds over which its speed verdict holds (``stats.speed_statement``). ``sweep``: the
+    ``stats.threshold_sweep`` of ``tidy`` when the caller has it already (it is made here otherwise)."""
     claims = stats.claims_table(tidy, q.column, q.threshold, baseline)
-    sweep = stats.threshold_sweep(tidy, q.column, baseline)
+    sweep = stats.threshold_sweep(tidy, q.column, baseline) if sweep is None else sweep
     claims["speed_range"] = [stats.speed_statement(sweep, arm) for arm in claims.arm]
     return claims
 
@@ -131,9 +133,11 @@ def markdown_summary(profile: str = "cpu") -> str:
                      f"{r.final_verdict} |")
     fx = controls.factorial_effects(ref, q.column, "final")
     fx_mean = controls.factorial_effects(ref, q.column, "mean")
+    fx_alpha = controls.factorial_effects(ref, q.column, "final",
+                                          arms=("l1", "uniform_alpha0.3", "contrast_alpha0.3", "pspl_alpha0.3"))
     lines += ["", f"2x2, final PSNR: {controls.design_sentence(fx)}",
               f"2x2, mean PSNR over epochs: {controls.design_sentence(fx_mean)}",
-              f"2x2 at alpha 0.3: {controls.design_sentence(controls.factorial_effects(ref, q.column, 'final', arms=('l1', 'uniform_alpha0.3', 'contrast_alpha0.3', 'pspl_alpha0.3')))}"]
+              f"2x2 at alpha 0.3: {controls.design_sentence(fx_alpha)}"]
     lrs = controls.lr_table(ref, q.column)
     best = lrs[lrs.best].set_index("family")
     fair = controls.fair_comparison(ref, q.column, q.threshold, lrs).iloc[0]
