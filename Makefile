@@ -48,11 +48,11 @@ bench: $(STAMP)  ## run the benchmarks in bench/
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python -m bench.run_all
 
-REF := results/reference/cpu
-reference: $(STAMP)  ## the committed reference grids: cpu 8 seeds, cpu_long 5, Table 1 3 (about 4 h on 2 cores)
-	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid reference --seeds 8 --jobs 2 --reference-dir $(REF)
-	$(BIN)/python -m pspl_nb.experiments --profile cpu_long --grid long --seeds 5 --jobs 2 --reference-dir $(REF)
-	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid table1 --seeds 3 --jobs 2 --reference-dir $(REF)
+REF := results/reference
+reference: $(STAMP)  ## the committed reference grids: cpu (248 runs), cpu_long (112), Table 1 (30); about 8 h on 2 cores
+	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid reference --jobs 2 --reference-dir $(REF)/cpu
+	$(BIN)/python -m pspl_nb.experiments --profile cpu_long --grid reference --jobs 2 --reference-dir $(REF)/cpu_long
+	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid table1 --seeds 3 --jobs 2 --reference-dir $(REF)/cpu
 
 GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 fig4_ablation threshold_sensitivity_reference design_effects_reference \
            lr_sweep_reference attention_stats race_paper_settings critical_curves fig5_visual

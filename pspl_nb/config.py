@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHTINGS = ("none", "pspl", "uniform", "contrast")
+OPTIMIZERS = ("adam", "sgd")
+SGD_MOMENTUM = 0.9
+RAMP_STEP = 0.1  # epochs of age per entry of RunConfig.lr_ramp
 LOADERS = ("auto", "host", "device")
 
 
@@ -33,13 +36,17 @@ class RunConfig:
                                       # EDSR-PyTorch metric, RGB with shave = scale + 6, on non-benchmark sets)
     eval_limit: int | None = None     # first N images of each non-test set in eval_sets (None = all)
     test_sets: tuple = ()             # scored once, after the last epoch, always on every image (Table 1)
-    # optimiser: Adam(0.9, adam_beta2, eps 1e-8), lr * lr_mult, multiplied by lr_decay at each milestone epoch
+    # optimiser: Adam(0.9, adam_beta2, eps 1e-8) or SGD with momentum 0.9; lr * lr_mult, multiplied by
+    # lr_decay at each milestone epoch
+    optimizer: str = "adam"           # adam (the official code) | sgd (momentum 0.9: a loss scale is an lr scale)
     lr: float = 1e-4
-    lr_mult: float = 1.0              # the lr-sweep controls: lr * lr_mult (x0.5, x2, x4)
+    lr_mult: float = 1.0              # the lr-sweep controls: lr * lr_mult (x0.5 ... x8)
     adam_beta2: float = 0.999         # Adam's second-moment decay; 0.99 = a ~100-step memory instead of ~1000
     milestones: tuple = (200,)
     lr_decay: float = 0.5
     warmup_epochs: float = 0.0        # linear lr warm-up over this many epochs (the `warmup` control)
+    lr_ramp: tuple = ()               # lr multipliers per tenth of an epoch of age, the last one held after
+                                      # (the `l1_lrramp` control: L1 given the step sizes PSPL's scale gives Adam)
     # loss: base(Ma * sr, Ma * hr), see pspl_nb.pspl
     base: str = "l1"                  # l1 | l2 | charbonnier
     weighting: str = "pspl"           # none (plain base loss) | pspl | uniform (batch-mean attention, no
@@ -79,11 +86,13 @@ class RunConfig:
         ``l1`` / ``l2`` (plain), ``warmup`` (plain with lr warm-up), ``pspl``, ``easy_first`` (PSPL with
         mu = +1), ``uniform`` and ``contrast`` (the two halves of PSPL, see ``pspl.PSPLLoss``), each suffixed
         by what differs from the defaults: ``_alpha0.3``, ``_beta0.5``, ``_paper_ssim``, ``_reflect``,
-        ``_f32moments`` (the attention's settings), ``_lrx2`` and ``_beta2_0.99`` (the optimiser's), e.g.
-        ``uniform_alpha0.3`` or ``l1_lrx0.5``.
+        ``_f32moments`` (the attention's settings), ``_lrramp``, ``_lrx2``, ``_beta2_0.99`` and ``_sgd`` (the
+        optimiser's), e.g. ``uniform_alpha0.3``, ``l1_lrx0.5`` or ``pspl_sgd``.
         """
         if self.weighting == "none":
             name = "warmup" if self.warmup_epochs else self.base
+            if self.lr_ramp:
+                name += "_lrramp"
         else:
             name = {"pspl": "easy_first" if self.mu > 0 else "pspl"}.get(self.weighting, self.weighting)
             if self.mu != -1.0 and not (self.weighting == "pspl" and self.mu == 1.0):
@@ -100,6 +109,8 @@ class RunConfig:
             name += f"_lrx{self.lr_mult:g}"
         if self.adam_beta2 != 0.999:
             name += f"_beta2_{self.adam_beta2:g}"
+        if self.optimizer != "adam":
+            name += f"_{self.optimizer}"
         return name
 
     def numerics(self) -> str:
@@ -162,6 +173,9 @@ def resolve_device(name: str = "auto"):
 def _loss(c: RunConfig) -> str:
     optim = (f", lr x{c.lr_mult:g}" if c.lr_mult != 1 else "") + (f", Adam beta2 {c.adam_beta2:g}"
                                                                   if c.adam_beta2 != 0.999 else "")
+    optim += (f", SGD momentum {SGD_MOMENTUM:g} at lr {c.lr:g}" if c.optimizer == "sgd" else "")
+    optim += (f", lr ramped over {len(c.lr_ramp) * RAMP_STEP:g} epochs (x{min(c.lr_ramp):.2g}-x{max(c.lr_ramp):.2g})"
+              if c.lr_ramp else "")
     if c.weighting == "none":
         return c.base.upper() + (f" with a {c.warmup_epochs:g}-epoch lr warm-up" if c.warmup_epochs else "") + optim
     return (f"{c.weighting.upper()} on {c.base.upper()} (SSIM {c.ssim}, {c.moments} moments, gamma {c.gamma:g}, "
@@ -205,7 +219,7 @@ def validate(c: RunConfig) -> None:
     choices = {"model": tuple(MODELS), "size": ("full", "tiny"), "channels": ("rgb", "y"),
                "dataset": ("div2k", "embedded"), "base": BASES, "weighting": WEIGHTINGS, "ssim": SSIM_MODES,
                "padding": ("zeros", "reflect"), "moments": MOMENTS, "device": ("auto", "cpu", "cuda", "mps"),
-               "loader": LOADERS}
+               "loader": LOADERS, "optimizer": OPTIMIZERS}
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             bad(name, f"expected one of {allowed}")
@@ -225,6 +239,8 @@ def validate(c: RunConfig) -> None:
         bad("lr_decay", "must be in (0, 1]")
     if c.warmup_epochs < 0:
         bad("warmup_epochs", "must be >= 0")
+    if not isinstance(c.lr_ramp, tuple) or not all(isinstance(m, (int, float)) and m >= 0 for m in c.lr_ramp):
+        bad("lr_ramp", "must be a tuple of lr multipliers >= 0, one per tenth of an epoch")
     if c.eval_limit is not None and c.eval_limit < 1:
         bad("eval_limit", "must be None or >= 1")
     if c.val_set not in c.eval_sets:
@@ -256,9 +272,10 @@ PROFILES = {
     # the run and shorter than Adam's ~1000-step second-moment memory, unlike the paper (2% of the run).
     "cpu": dict(_EMBEDDED, patch=24, batch=16, iters_per_epoch=40, epochs=12, milestones=(9,), lr=5e-4,
                 attention_steps=(0.1, 0.25, 0.5, 1, 2, 4, 8)),
-    # the cpu profile with PSPL's schedule in proportion: 200 iterations per epoch, so the weights flatten
-    # after ~1100 iterations (longer than Adam's memory) and 14% of the run; smaller batches pay for it
-    "cpu_long": dict(_EMBEDDED, patch=16, batch=8, iters_per_epoch=200, epochs=40, milestones=(30,), lr=5e-4,
+    # a stronger regime: the cpu profile's model and patches trained 4x longer (2,000 iterations of 100 per
+    # epoch), so L1 ends further above bicubic; PSPL's weights flatten (within 10%) after ~560 iterations,
+    # 28% of the run (the paper: 2%), about half of Adam's ~1000-step second-moment memory
+    "cpu_long": dict(_EMBEDDED, patch=24, batch=16, iters_per_epoch=100, epochs=20, milestones=(15,), lr=5e-4,
                      attention_steps=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16)),
     # one GPU, DIV2K, published architectures, EDSR-PyTorch epochs, half the paper's schedule, bf16
     "gpu": dict(_DIV2K, epochs=150, milestones=(100,), amp=True, channels_last=True),
@@ -291,7 +308,7 @@ def profile(name: str, **overrides) -> RunConfig:
 # Wall time of `make reproduce PROFILE=<name>` (all notebooks). smoke/cpu: measured on the 2-core development
 # CPU; gpu/paper: estimated from a measured 1000-iteration EDSR-baseline x2 epoch on one H100 (12-20 s with
 # evaluation, bench/gpu_results) times the notebooks' ~40 runs, before the larger x4 models.
-EXPECTED_TIME = {"smoke": "~2 min (2-core CPU)", "cpu": "~25 min (2-core CPU)", "cpu_long": "~2 h (2-core CPU)",
+EXPECTED_TIME = {"smoke": "~2 min (2-core CPU)", "cpu": "~25 min (2-core CPU)", "cpu_long": "~1 h (2-core CPU)",
                  "gpu": "~1-2 days (one H100)", "paper": "~1 week (one H100)", "rehearse": "~4 min (2-core CPU)"}
 
 

@@ -29,11 +29,12 @@ from tqdm.auto import tqdm
 
 from pspl_nb.config import SEEDS, RunConfig, profile, resolve_device
 from pspl_nb.models import MODEL_CARDS
-from pspl_nb.train import train
+from pspl_nb.runs import load_history, run_folder
+from pspl_nb.train import NonFiniteLoss, train
 
 # columns copied from each run's config into the tidy table
 ID_COLUMNS = ("run_id", "arm", "model", "size", "scale", "seed", "dataset", "weighting", "base", "alpha",
-              "mu", "ssim", "padding", "moments", "lr_mult", "adam_beta2", "warmup_epochs")
+              "mu", "ssim", "padding", "moments", "optimizer", "lr_mult", "adam_beta2", "warmup_epochs")
 
 DESIGN = {"l1": dict(weighting="none"), "pspl": dict(weighting="pspl"), "uniform": dict(weighting="uniform"),
           "contrast": dict(weighting="contrast")}
@@ -55,11 +56,26 @@ def canonical(c: RunConfig, model: str) -> RunConfig:
     return c.replace(model=model, base="l2" if card.loss.startswith("MSE") else "l1", channels=card.channels.lower())
 
 
-def tidy(history: pd.DataFrame) -> pd.DataFrame:
-    """A run's history with its identifying config fields prepended as columns."""
+def tidy(history: pd.DataFrame, diverged: bool = False) -> pd.DataFrame:
+    """A run's history with its identifying config fields prepended as columns and ``diverged`` (whether the
+    run stopped on a non-finite loss; its rows then end at the last good epoch) appended."""
     c = history.attrs["config"]
     ids = {"run_id": c.run_id(), "arm": c.arm, **{k: getattr(c, k) for k in ID_COLUMNS[2:]}}
-    return pd.concat([pd.DataFrame({k: [v] * len(history) for k, v in ids.items()}), history], axis=1)
+    rows = max(len(history), 1)  # a run that diverged in its first epoch keeps one row of identity
+    table = pd.concat([pd.DataFrame({k: [v] * rows for k, v in ids.items()}), history], axis=1)
+    return table.assign(diverged=diverged)
+
+
+def train_or_diverged(c: RunConfig, results=None, data_root=None, progress=None) -> pd.DataFrame:
+    """``tidy(train(c))``; a run whose loss became non-finite is an outcome too (an lr too large): its table
+    holds the epochs it finished, ``diverged`` True, instead of the error stopping a whole grid."""
+    try:
+        return tidy(train(c, results=results, data_root=data_root, progress=progress))
+    except NonFiniteLoss:
+        folder = run_folder(c, results)
+        history = load_history(folder) if (folder / "history.csv").exists() else pd.DataFrame()
+        history.attrs["config"] = c
+        return tidy(history, diverged=True)
 
 
 # ---- running a grid --------------------------------------------------------------------------------------
@@ -76,7 +92,7 @@ def _claim_slot(counter, gpus: tuple) -> None:
 def _run(args):
     c, results, data_root, threads = args
     torch.set_num_threads(threads)
-    return tidy(train(c, results=results, data_root=data_root, progress=False))
+    return train_or_diverged(c, results, data_root, progress=False)
 
 
 def run_grid(configs, jobs="auto", results=None, data_root=None, progress=None, gpus=None) -> pd.DataFrame:
@@ -106,7 +122,7 @@ def run_grid(configs, jobs="auto", results=None, data_root=None, progress=None, 
     with tqdm(total=len(work), desc="runs", disable=not show) as bar:
         if jobs == 1:
             for c, *_ in work:
-                tables.append(tidy(train(c, results=results, data_root=data_root, progress=show)))
+                tables.append(train_or_diverged(c, results, data_root, progress=show))
                 bar.update(1)
         else:
             # spawn: a forked child would inherit this process's torch thread pool (and CUDA state) and hang
@@ -268,9 +284,7 @@ def record_reference(folder, name: str, table: pd.DataFrame, profile_name: str, 
     path.write_text(json.dumps(prov, indent=2) + "\n")
 
 
-GRIDS = {"critical": dict(groups=("design",)),
-         "reference": dict(groups=("design", "lr_sweep", "adam", "variants"), warmup=True),
-         "long": dict(groups=("design",))}  # for the cpu_long profile
+GRIDS = {"critical": dict(groups=("design",))}
 
 
 def main(argv=None) -> None:
@@ -279,7 +293,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m pspl_nb.experiments",
                                 description="Run a grid of arms x seeds and write its tidy table.")
     p.add_argument("--profile", default="cpu", choices=tuple(PROFILES))
-    p.add_argument("--grid", default="critical", choices=(*GRIDS, "table1"))
+    p.add_argument("--grid", default="critical", choices=(*GRIDS, "table1", "reference"),
+                   help="reference: the committed grid of --profile (pspl_nb.committed), both stages")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the profile's)")
     p.add_argument("--jobs", default="auto", help="parallel processes, or auto")
     p.add_argument("--slurm", nargs="*", metavar="KEY=VALUE", default=None,
@@ -289,6 +304,8 @@ def main(argv=None) -> None:
     out.add_argument("--reference-dir", help="write <dir>/<grid>_histories.csv and its provenance.json entry")
     a = p.parse_args(argv)
     seeds = None if a.seeds is None else range(a.seeds)
+    if a.grid == "reference":
+        return _reference(a, argv)
     if a.grid == "table1":
         configs = table1_grid(a.profile, seeds)
     else:
@@ -311,6 +328,20 @@ def main(argv=None) -> None:
         table.to_csv(a.out, index=False)
         where = a.out
     print(f"{table.run_id.nunique()} runs, {len(table)} rows -> {where}")
+
+
+def _reference(a, argv) -> None:
+    """``--grid reference``: train (or load) ``committed.run(profile)`` and record it with its side tables."""
+    import sys
+
+    from pspl_nb import committed
+
+    table = committed.run(a.profile, jobs=2 if a.jobs == "auto" else int(a.jobs))
+    folder = a.reference_dir or os.path.dirname(a.out) or "."
+    images, updates = committed.side_tables(table)
+    committed.record(folder, "reference", table, a.profile, "python -m pspl_nb.experiments " +
+                     " ".join(sys.argv[1:] if argv is None else argv), images, updates)
+    print(f"{table.run_id.nunique()} runs, {len(table)} rows -> {folder}/reference_histories.csv")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from pspl_nb.config import PROFILES, TEST_SETS, RunConfig, profile, resolve_device
+from pspl_nb.config import PROFILES, RAMP_STEP, SGD_MOMENTUM, TEST_SETS, RunConfig, profile, resolve_device
 from pspl_nb.data import TrainPatches, load_eval_set
 from pspl_nb.data.datasets import EpochBatches
 from pspl_nb.data.device_patches import DevicePatches
@@ -41,17 +41,29 @@ from pspl_nb.runs import (atomic_write, code_version, is_finished, load_history,
                           results_root, run_folder, run_lock, save_json, session_entry)
 
 CHECK_EVERY = 50  # steps between checks for a non-finite loss: one host synchronisation each
+BLOCKS = 10  # per epoch, rows of updates.csv: Adam's step size is followed at a tenth of an epoch
 
 
 class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or inf; the run stops and its last good checkpoint is kept."""
+    """The loss became NaN or inf; the run stops, keeps its last good checkpoint and is marked "diverged"
+    in meta.json, so asking for it again reports the divergence instead of training into it again."""
 
 
 def learning_rate(c: RunConfig, epoch: int, age: float) -> float:
     """lr of an iteration of 0-based ``epoch`` at PSPL ``age``: lr * lr_mult, step decay at milestones,
-    linear warm-up."""
+    linear warm-up, and ``lr_ramp``'s multiplier for the tenth of an epoch that ``age`` falls in."""
     lr = c.lr * c.lr_mult * c.lr_decay ** sum(epoch >= m for m in c.milestones)
+    if c.lr_ramp:  # entry k covers ages (k, k + 1] * RAMP_STEP; the tolerance absorbs the age's rounding
+        lr *= c.lr_ramp[min(len(c.lr_ramp), max(1, math.ceil(age / RAMP_STEP - 1e-9))) - 1]
     return lr * min(1.0, age / c.warmup_epochs) if c.warmup_epochs > 0 else lr
+
+
+def make_optimizer(c: RunConfig, params) -> torch.optim.Optimizer:
+    """Adam(0.9, adam_beta2, eps 1e-8) as EDSR-PyTorch trains, or SGD with momentum ``SGD_MOMENTUM``, at ``c.lr``
+    (the trainer sets each step's lr itself, ``learning_rate``)."""
+    if c.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=c.lr, momentum=SGD_MOMENTUM)
+    return torch.optim.Adam(params, lr=c.lr, betas=(0.9, c.adam_beta2), eps=1e-8)
 
 
 def make_criterion(c: RunConfig):
@@ -141,6 +153,8 @@ class Run:
     snaps: Snapshotter
     net: torch.nn.Module = None  # what a step calls: the model, maybe channels_last, DDP-wrapped, compiled
     rows: list = field(default_factory=list)
+    images: list = field(default_factory=list)   # per-image scores of every evaluation (eval_scores.csv)
+    updates: list = field(default_factory=list)  # step sizes per tenth of an epoch (updates.csv)
     epoch: int = 0
     best: float = -math.inf
 
@@ -180,11 +194,12 @@ def build(c: RunConfig, folder: Path, rank: int, world: int, data_root, force: b
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(c.seed)
     model = build_model(c.model, c.scale, c.size, 1 if c.channels == "y" else 3, c.rgb_range).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, betas=(0.9, c.adam_beta2), eps=1e-8)
+    optimizer = make_optimizer(c, model.parameters())
     run = Run(c, folder, device, rank, world, model, optimizer, make_criterion(c), Snapshotter(c, data_root))
     if rank == 0:
         if force:
-            for name in ("last.pt", "best.pt", "history.csv", "attention.npz", "test_scores.csv", "meta.json"):
+            for name in ("last.pt", "best.pt", "history.csv", "attention.npz", "test_scores.csv", "eval_scores.csv",
+                         "updates.csv", "meta.json"):
                 (folder / name).unlink(missing_ok=True)
         c.save(folder / "config.json")
     return run
@@ -198,6 +213,7 @@ def resume(run: Run) -> None:
     run.model.load_state_dict(ck["model"])
     run.optimizer.load_state_dict(ck["optimizer"])
     run.rows, run.epoch, run.best = ck["history"], ck["epoch"], ck["best"]
+    run.images, run.updates = ck.get("images", []), ck.get("updates", [])
     run.snaps.pending, run.snaps.taken = ck["snapshots_pending"], ck["snapshots"]
     torch.set_rng_state(ck["rng"]["torch"])
     np.random.set_state(ck["rng"]["numpy"])
@@ -267,22 +283,46 @@ def check_finite(run: Run, losses: list, first: int, epoch: int) -> None:
                             f"last good checkpoint: {run.last}")
 
 
-def train_epoch(run: Run, batches: Batches, epoch: int, bar) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Train one epoch; returns its per-step losses (iters,) and PSPL (mean, min, max) weights (iters, 3),
-    both still on the device (None for the weights without PSPL)."""
+@dataclass
+class EpochSteps:
+    """What one epoch's steps leave behind, all on the device until the epoch closes: per-step ``loss``
+    (iters,), PSPL's (mean, min, max) ``weights`` (iters, 3) or None without PSPL, the RMS parameter change
+    ``update`` (iters,) each step made, and the host-side ``lr`` (iters,) each step used."""
+
+    loss: torch.Tensor
+    weights: torch.Tensor | None
+    update: torch.Tensor
+    lr: np.ndarray
+
+
+def update_rms(before: list, params: list) -> torch.Tensor:
+    """RMS over all parameters of (after - before): the size of the step the optimiser just took, a 0-d
+    tensor on the parameters' device (no synchronisation). Adam's step per unit lr, m / (sqrt(v) + eps), is
+    this divided by the lr; a rising loss scale that Adam's second moment has not caught up with shows as a
+    larger step."""
+    change = torch._foreach_sub([p.detach() for p in params], before)
+    return torch.stack(torch._foreach_norm(change)).square().sum().div(sum(p.numel() for p in params)).sqrt()
+
+
+def train_epoch(run: Run, batches: Batches, epoch: int, bar) -> EpochSteps:
+    """Train one epoch; returns its per-step losses, PSPL weight statistics and step sizes (``EpochSteps``)."""
     c, n = run.c, run.c.iters_per_epoch
     amp = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=c.amp and run.device.type == "cuda")
     to_range = c.rgb_range / 255.0  # uint8 batches -> [0, rgb_range]
-    losses, weights, checked = [], [], 0
+    params = list(run.model.parameters())
+    losses, weights, updates, lrs, checked = [], [], [], [], 0
     for i, (low, high) in enumerate(batches.epoch(epoch)):
         age = epoch + (i + 1) / n  # official: +1/iters before each loss call
+        lrs.append(learning_rate(c, epoch, age))
         for group in run.optimizer.param_groups:
-            group["lr"] = learning_rate(c, epoch, age)
+            group["lr"] = lrs[-1]
         low = low.to(run.device, non_blocking=True).float().mul_(to_range)
         high = high.to(run.device, non_blocking=True).float().mul_(to_range)
         if c.channels_last:
             low = low.contiguous(memory_format=torch.channels_last)
+        before = [p.detach().clone() for p in params]
         losses.append(train_step(run.net, run.criterion, run.optimizer, low, high, age, amp).detach())
+        updates.append(update_rms(before, params))
         if c.pspl:
             weights.append(attention_stats(run.criterion.last_attention))
         if (i + 1) % CHECK_EVERY == 0:
@@ -292,28 +332,50 @@ def train_epoch(run: Run, batches: Batches, epoch: int, bar) -> tuple[torch.Tens
             run.snaps.maybe_take(run.model, age, run.device)
         bar.update(1)
     check_finite(run, losses, checked, epoch)
-    return torch.stack(losses), (torch.stack(weights) if weights else None)
+    return EpochSteps(torch.stack(losses), torch.stack(weights) if weights else None, torch.stack(updates),
+                      np.array(lrs))
 
 
-def close_epoch(run: Run, epoch: int, losses, weights, evaluation: dict, started: float, trained: float) -> dict:
+def update_blocks(c: RunConfig, epoch: int, steps: EpochSteps) -> list[dict]:
+    """The epoch's steps in ``BLOCKS`` consecutive blocks (fewer when the epoch is shorter): per block its
+    ``age`` at the end (epochs), ``steps``, mean ``lr``, mean ``update_rms`` (RMS parameter change per step),
+    mean ``update_per_lr`` (that change divided by each step's lr: Adam's normalised step, 1 at most
+    roughly), mean ``loss`` and mean PSPL weight ``att_mean`` (NaN without PSPL). Rows of updates.csv."""
+    n = len(steps.lr)
+    rms = steps.update.double().cpu().numpy()
+    loss = steps.loss.double().cpu().numpy()
+    att = steps.weights[:, 0].double().cpu().numpy() if steps.weights is not None else np.full(n, math.nan)
+    edges = np.unique(np.linspace(0, n, min(BLOCKS, n) + 1).round().astype(int))
+    return [dict(epoch=epoch + 1, age=epoch + hi / c.iters_per_epoch, steps=hi - lo, lr=steps.lr[lo:hi].mean(),
+                 update_rms=rms[lo:hi].mean(), update_per_lr=(rms[lo:hi] / steps.lr[lo:hi]).mean(),
+                 loss=loss[lo:hi].mean(), att_mean=att[lo:hi].mean())
+            for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def close_epoch(run: Run, epoch: int, steps: EpochSteps, evaluation: dict, started: float, trained: float) -> dict:
     """The epoch's history row (rank 0 evaluates every set in ``evaluation``) and its checkpoints.
 
     ``started`` is ``time.perf_counter()`` at the epoch's start: ``wall_time`` adds training and evaluation;
     ``trained`` is the seconds its training steps took (``train_time``, what a throughput projection needs).
     """
     c, n = run.c, run.c.iters_per_epoch
-    att = weights.cpu() if weights is not None else torch.full((1, 3), math.nan)
-    row = dict(epoch=epoch + 1, iteration=(epoch + 1) * n, wall_time=0.0, train_time=trained, loss=losses.mean().item(),
-               lr=learning_rate(c, epoch, epoch + 1.0), age=epoch + 1.0, att_mean=att[:, 0].mean().item(),
-               att_min=att[:, 1].min().item(), att_max=att[:, 2].max().item())
+    att = steps.weights.cpu() if steps.weights is not None else torch.full((1, 3), math.nan)
+    blocks = update_blocks(c, epoch, steps)
+    row = dict(epoch=epoch + 1, iteration=(epoch + 1) * n, wall_time=0.0, train_time=trained,
+               loss=steps.loss.mean().item(), lr=learning_rate(c, epoch, epoch + 1.0), age=epoch + 1.0,
+               att_mean=att[:, 0].mean().item(), att_min=att[:, 1].min().item(), att_max=att[:, 2].max().item(),
+               update_rms=float(np.mean([b["update_rms"] for b in blocks])),
+               update_per_lr=float(np.mean([b["update_per_lr"] for b in blocks])))
     if run.rank != 0:
         return row
+    run.updates += blocks
     for name, pairs in evaluation.items():
         scores = evaluate(run.model, pairs, c.scale, c.channels, c.rgb_range, run.device,
                           edsr_metric=name not in TEST_SETS)
         row[f"psnr_{name}"], row[f"ssim_{name}"] = scores.psnr.mean(), scores.ssim.mean()
         if "edsr_psnr" in scores:
             row[f"edsr_psnr_{name}"] = scores.edsr_psnr.mean()
+        run.images += scores.assign(epoch=epoch + 1, set=name).to_dict("records")
     row["wall_time"] = (run.rows[-1]["wall_time"] if run.rows else 0.0) + time.perf_counter() - started
     run.rows.append(row)
     if row[f"psnr_{c.val_set}"] > run.best:
@@ -321,13 +383,21 @@ def close_epoch(run: Run, epoch: int, losses, weights, evaluation: dict, started
         atomic_write(run.folder / "best.pt", lambda p: torch.save(
             dict(model=run.model.state_dict(), epoch=epoch + 1, config=c.to_dict()), p))
     checkpoint = dict(model=run.model.state_dict(), optimizer=run.optimizer.state_dict(), epoch=epoch + 1,
-                      history=run.rows, best=run.best, snapshots=run.snaps.taken,
+                      history=run.rows, images=run.images, updates=run.updates, best=run.best, snapshots=run.snaps.taken,
                       snapshots_pending=run.snaps.pending, config=c.to_dict(),
                       rng=dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate()))
     atomic_write(run.last, lambda p: torch.save(checkpoint, p))
     atomic_write(run.folder / "history.csv", lambda p: pd.DataFrame(run.rows).to_csv(p, index=False))
+    atomic_write(run.folder / "eval_scores.csv", lambda p: image_table(run.images).to_csv(p, index=False))
+    atomic_write(run.folder / "updates.csv", lambda p: pd.DataFrame(run.updates).to_csv(p, index=False))
     run.snaps.save(run.folder / "attention.npz")
     return row
+
+
+def image_table(records: list) -> pd.DataFrame:
+    """Per-image scores of every evaluation: columns epoch, set, image, psnr (dB), ssim (and edsr_psnr, dB)."""
+    table = pd.DataFrame(records, columns=None if records else ["epoch", "set", "image", "psnr", "ssim"])
+    return table[["epoch", "set", "image", *[k for k in ("psnr", "ssim", "edsr_psnr") if k in table]]]
 
 
 def score_test_sets(run: Run, data_root) -> None:
@@ -355,10 +425,12 @@ def check_ranks_agree(run: Run) -> None:
         raise RuntimeError(f"{run.c.run_id()}: DDP ranks ended with different weights: {sums}")
 
 
-def write_meta(run: Run, batches: Batches, state: str, sessions: list) -> None:
+def write_meta(run: Run, batches: Batches, state: str, sessions: list, diverged: str | None = None) -> None:
     meta = dict(run_id=run.c.run_id(), state=state, code_version=code_version(), torch=torch.__version__,
                 device=str(run.device), numerics=run.c.numerics(), world_size=run.world, loader=batches.kind,
                 step="compiled model" if run.c.compile else "eager", check_every=CHECK_EVERY, sessions=sessions)
+    if diverged:
+        meta["diverged"] = diverged
     if state == "finished" and run.world > 1:
         meta["ranks_agree"] = True
     save_json(run.folder / "meta.json", meta)
@@ -387,6 +459,8 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
     with run_lock(folder) if rank == 0 else nullcontext():
         if _all_ranks(is_finished(folder) and not force, world):
             return
+        if read_meta(folder).get("state") == "diverged" and not force:
+            raise NonFiniteLoss(f"{read_meta(folder)['diverged']} (recorded earlier; force=True trains it again)")
         run = build(c, folder, rank, world, data_root, force)
         if world > 1:
             dist.barrier()
@@ -401,8 +475,13 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
                    disable=not show or rank != 0, leave=False)
         for epoch in range(run.epoch, c.epochs):
             started = time.perf_counter()
-            losses, weights = train_epoch(run, batches, epoch, bar)  # ends with a synchronising finiteness check
-            row = close_epoch(run, epoch, losses, weights, evaluation, started, time.perf_counter() - started)
+            try:
+                steps = train_epoch(run, batches, epoch, bar)  # ends with a synchronising finiteness check
+            except NonFiniteLoss as e:
+                if rank == 0:
+                    write_meta(run, batches, "diverged", sessions, diverged=str(e))
+                raise
+            row = close_epoch(run, epoch, steps, evaluation, started, time.perf_counter() - started)
             run.epoch = epoch + 1
             sessions[-1]["end_epoch"] = run.epoch
             if rank == 0:

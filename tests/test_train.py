@@ -267,3 +267,73 @@ def test_probe_worker_times_real_training_steps():
 
     few, more = (_probe_worker((smoke(), steps, 1, threading.Barrier(1))) for steps in (1, 6))
     assert 0 < few < more
+
+
+def test_per_image_scores_and_step_sizes_are_recorded_every_epoch(tmp_path, data_root):
+    c = smoke(seed=3, iters_per_epoch=10, weighting="none")  # plain L1: PSPL moves almost nothing at first
+    h = T.train(c, results=tmp_path, data_root=data_root, progress=False)
+    run = tmp_path / "runs" / c.run_id()
+    images = pd.read_csv(run / "eval_scores.csv")
+    means = images.groupby(["epoch", "set"]).psnr.mean().unstack()
+    for name in c.eval_sets:  # the history's means are the means of these rows
+        assert means[name].to_numpy() == pytest.approx(h[f"psnr_{name}"].to_numpy(), abs=1e-9)
+    assert images.groupby(["epoch", "set"]).size().eq(c.eval_limit).all()
+    steps = pd.read_csv(run / "updates.csv")
+    assert len(steps) == c.epochs * T.BLOCKS and steps.groupby("epoch").steps.sum().eq(10).all()
+    assert steps.age.iloc[:3].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    # Adam's first step moves every parameter with a gradient by lr * g / (|g| + eps), about lr each
+    assert steps.update_per_lr.iloc[0] == pytest.approx(1.0, abs=0.02)
+    assert steps.update_rms.iloc[0] == pytest.approx(steps.lr.iloc[0] * steps.update_per_lr.iloc[0])
+    assert h.update_per_lr.to_numpy() == pytest.approx(steps.groupby("epoch").update_per_lr.mean().to_numpy())
+
+
+def test_update_rms_is_the_root_mean_square_of_the_parameter_change():
+    params = [torch.zeros(3), torch.zeros(2, 2)]
+    before = [p.clone() for p in params]
+    params[0] += torch.tensor([3.0, 0.0, 0.0])
+    params[1] += 4.0
+    assert T.update_rms(before, params).item() == pytest.approx(((9 + 4 * 16) / 7) ** 0.5)
+
+
+def test_adam_ignores_a_constant_loss_scale_and_sgd_follows_it():
+    from pspl_nb.models import build_model
+
+    steps = {}
+    for optimizer in ("adam", "sgd"):
+        for scale in (1.0, 2.0):
+            torch.manual_seed(0)
+            model = build_model("edsr_baseline", 2, "tiny")
+            opt = T.make_optimizer(smoke(optimizer=optimizer, lr=1e-3), model.parameters())
+            x, y = torch.rand(2, 3, 8, 8) * 255, torch.rand(2, 3, 16, 16) * 255
+            params = list(model.parameters())
+            before = [p.detach().clone() for p in params]
+            (scale * (model(x) - y).abs().mean()).backward()
+            opt.step()
+            steps[optimizer, scale] = T.update_rms(before, params).item()
+    assert steps["adam", 2.0] == pytest.approx(steps["adam", 1.0], rel=1e-4)
+    assert steps["sgd", 2.0] == pytest.approx(2 * steps["sgd", 1.0], rel=1e-5)
+
+
+def test_lr_ramp_multiplies_each_tenth_of_an_epoch_and_holds_its_last_value():
+    c = smoke(lr=1e-3, milestones=(100,), lr_ramp=(0.1, 0.5, 2.0))
+    ages = {0.025: 0.1, 0.1: 0.1, 0.1 + 1 / 40: 0.5, 0.2: 0.5, 0.3: 2.0, 5.0: 2.0}
+    for age, m in ages.items():
+        assert T.learning_rate(c, int(age), age) == pytest.approx(1e-3 * m), age
+    assert c.arm == "pspl" and c.replace(weighting="none").arm == "l1_lrramp"
+    assert c.replace(optimizer="sgd").arm == "pspl_sgd"
+    with pytest.raises(ValueError, match="RunConfig.lr_ramp"):
+        smoke(lr_ramp=(1.0, -0.5))
+
+
+def test_a_diverged_run_is_recorded_and_reported_again_instead_of_retrained(tmp_path, data_root, monkeypatch):
+    real = T.make_criterion
+    monkeypatch.setattr(T, "make_criterion", lambda c: lambda sr, hr, age: real(c)(sr, hr, age) * float("inf"))
+    c = smoke(weighting="none", epochs=1)
+    with pytest.raises(T.NonFiniteLoss, match="loss=inf at epoch 1"):
+        T.train(c, results=tmp_path, data_root=data_root, progress=False)
+    meta = json.loads((tmp_path / "runs" / c.run_id() / "meta.json").read_text())
+    assert meta["state"] == "diverged" and "loss=inf" in meta["diverged"]
+    monkeypatch.setattr(T, "make_criterion", real)
+    with pytest.raises(T.NonFiniteLoss, match="recorded earlier"):
+        T.train(c, results=tmp_path, data_root=data_root, progress=False)
+    assert len(T.train(c, results=tmp_path, data_root=data_root, progress=False, force=True)) == 1
