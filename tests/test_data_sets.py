@@ -229,3 +229,22 @@ def test_missing_set_says_how_to_fetch(tmp_path):
         TrainPatches("div2k", 2, 48, 16, root=tmp_path)
     with pytest.raises(ValueError, match="'Set6'"):
         load_eval_set("Set6", 2, root=tmp_path)
+
+
+def test_a_set_another_process_built_meanwhile_is_kept_not_replaced(tmp_path, monkeypatch):
+    """Two processes building the embedded sets at once (two grid workers on a fresh clone): the one that
+    finishes second must not move away the set the first one installed and may already be reading."""
+    real = embedded._write_set
+
+    def racing(folder, name):  # while this process writes its copy, another installs a current one
+        real(folder, name)
+        other = tmp_path / name
+        if not other.exists():
+            (other / "HR").mkdir(parents=True)
+            (other / embedded.MARKER).write_text(json.dumps(embedded.RECIPE))
+            (other / "HR" / "theirs.txt").write_text("in use")
+
+    monkeypatch.setattr(embedded, "_write_set", racing)
+    monkeypatch.setattr(embedded, "SETS", {"embedded_tune": embedded.TUNE})
+    ensure_embedded(tmp_path)
+    assert (tmp_path / "embedded_tune" / "HR" / "theirs.txt").read_text() == "in use"

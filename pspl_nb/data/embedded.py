@@ -126,6 +126,8 @@ def ensure_embedded(root=None) -> Path:
         for name in todo:
             _write_set(work / name, name)
             final = root / name
+            if _is_current(final):  # another process built it meanwhile and may be reading it: keep theirs
+                continue
             if final.exists():  # stale recipe or an interrupted older build: replace it
                 os.rename(final, work / f"old-{name}")
             try:
