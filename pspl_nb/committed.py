@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pspl_nb import controls
 from pspl_nb.config import RunConfig, profile
 
 SCORING_SEEDS = tuple(range(8))
@@ -124,7 +125,8 @@ def run(profile_name: str, jobs=2, results=None, data_root=None, progress=None) 
 
 def side_tables(table: pd.DataFrame, results=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-image PSNR, step sizes) of a grid, read from its run folders: per-image rows (arm, seed, epoch,
-    set, image, psnr) of the scoring seeds of ``IMAGE_ARMS`` and every lr of l1 and pspl; step-size rows
+    set, image, psnr) of the scoring seeds of ``IMAGE_ARMS`` and every lr of l1 and pspl, and of the
+    held-out seeds of every lr of l1 (the threshold's runs); step-size rows
     (arm, seed and updates.csv's columns) of every Adam/SGD control and ``UPDATE_FAMILIES`` at x1."""
     from pspl_nb.runs import results_root
 
@@ -133,8 +135,10 @@ def side_tables(table: pd.DataFrame, results=None) -> tuple[pd.DataFrame, pd.Dat
     for r in runs.itertuples():
         folder = Path(results or results_root()) / "runs" / r.run_id
         family = r.arm.split("_")[0]
-        if r.seed in SCORING_SEEDS and not r.diverged and (r.arm in IMAGE_ARMS or (
-                family in ("l1", "pspl") and r.arm.removeprefix(family).startswith("_lrx") and r.optimizer == "adam")):
+        sweep = family in ("l1", "pspl") and r.arm in controls.sweep_arms([r.arm], family)
+        # held-out L1 curves too: the threshold is recomputed from them when images are resampled
+        if not r.diverged and ((r.seed in SCORING_SEEDS and (r.arm in IMAGE_ARMS or sweep))
+                               or (family == "l1" and sweep)):
             rows = pd.read_csv(folder / "eval_scores.csv")[["epoch", "set", "image", "psnr"]]
             images.append(rows.assign(arm=r.arm, seed=r.seed).round({"psnr": 4}))
         control = r.optimizer != "adam" or r.adam_beta2 != 0.999 or r.arm.endswith("lrramp")
@@ -148,10 +152,11 @@ def side_tables(table: pd.DataFrame, results=None) -> tuple[pd.DataFrame, pd.Dat
 
 
 def record(folder, name: str, table: pd.DataFrame, profile_name: str, command: str, images=None, updates=None,
-           code_version: str | None = None, notes: str = "") -> None:
+           code_version: str | None = None, notes: str = "", bicubic: dict | None = None) -> None:
     """Write a grid's tables as ``<folder>/<name>_histories.csv`` (and ``_images.csv.gz``, ``_updates.csv``
     when given) and its entry of ``<folder>/provenance.json``: profile, config, numerics, scoring and
-    held-out seeds, runs, arms, command, code version, date and ``notes``."""
+    held-out seeds, runs, arms, command, code version, date, ``notes`` and ``bicubic`` ({set: bicubic's
+    mean PSNR, dB}: the floor the verdicts measure how far training got from)."""
     from pspl_nb.runs import code_version as current_version
 
     folder = Path(folder)
@@ -170,7 +175,7 @@ def record(folder, name: str, table: pd.DataFrame, profile_name: str, command: s
                                held_out_seeds=[s for s in seeds if s not in SCORING_SEEDS],
                                runs=int(table.run_id.nunique()), arms=list(dict.fromkeys(table.arm)),
                                command=command, code_version=code_version or current_version(),
-                               date=datetime.date.today().isoformat(), notes=notes)
+                               date=datetime.date.today().isoformat(), notes=notes, bicubic=bicubic or {})
     path.write_text(json.dumps(prov, indent=2) + "\n")
 
 
@@ -189,3 +194,21 @@ def load(profile_name: str, name: str) -> pd.DataFrame:
     grids = json.loads(prov.read_text()).get("grids", {}) if prov.exists() else {}
     table.attrs["provenance"] = grids.get(name.rsplit("_", 1)[0], {})
     return table
+
+
+def scheduled_lr(table: pd.DataFrame):
+    """f(arm, age) -> the lr a committed grid's ``arm`` was scheduled at that age (epochs): the profile's lr x
+    the arm's ``lr_mult`` with the milestone decay, *without* any ``lr_ramp`` (``controls.step_sizes``
+    divides each step by it, so a ramped arm shows the larger steps its ramp buys)."""
+    import math
+
+    from pspl_nb.questions import reference_config
+    from pspl_nb.train import learning_rate
+
+    c = reference_config(table)
+    mults = table.drop_duplicates("arm").set_index("arm").lr_mult
+
+    def lr(arm: str, age: float) -> float:
+        return learning_rate(c.replace(lr_mult=float(mults[arm]), lr_ramp=()), max(0, math.ceil(age) - 1), age)
+
+    return lr

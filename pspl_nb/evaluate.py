@@ -90,7 +90,7 @@ def evaluate(model: nn.Module, pairs, scale: int, channels: str = "rgb", rgb_ran
 
 def bicubic_psnr(name: str, scale: int, root=None, limit: int | None = None) -> float:
     """Mean PSNR (dB, the protocol's Y and shave) of MATLAB bicubic upsampling on set ``name``: the floor every
-    SR model is measured from (``stats.transfer_threshold`` carries a gain over it between image sets)."""
+    SR model is measured from: a run's gain over it says how far training got beyond interpolation."""
     from pspl_nb.data import load_eval_set
 
     return float(evaluate(Bicubic(scale), load_eval_set(name, scale, root=root, limit=limit), scale).psnr.mean())

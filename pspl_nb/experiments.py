@@ -251,37 +251,13 @@ def critical_grid(profile_name: str, seeds=None, model: str = "edsr_baseline", g
 def table1_grid(profile_name: str, seeds=None, scale: int = 4) -> list:
     """The runs of Table 1: five models x {plain, PSPL} at ``scale``, each with its official loss and
     channels; on DIV2K every benchmark is a test set, scored on all its images after the last epoch."""
-    from pspl_nb.reference import MODELS, SETS
+    from pspl_nb.published import MODELS, SETS
 
     base = profile(profile_name, scale=scale)
     if base.dataset == "div2k":
         base = base.replace(test_sets=SETS)
     seeds = SEEDS[profile_name][:1] if seeds is None else tuple(seeds)
     return [canonical(base, m).replace(weighting=w, seed=s) for m in MODELS for w in ("none", "pspl") for s in seeds]
-
-
-def record_reference(folder, name: str, table: pd.DataFrame, profile_name: str, seeds, command: str,
-                     code_version: str | None = None) -> None:
-    """Write a grid's tidy table as ``<folder>/<name>_histories.csv`` and its provenance into
-    ``<folder>/provenance.json`` (``grids[name]``: profile, config, seeds, runs, command, code version, date,
-    numerics), the form ``reference.committed`` reads back."""
-    import datetime
-    import json
-    from pathlib import Path
-
-    from pspl_nb.runs import code_version as current_version
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / f"{name}_histories.csv", index=False)
-    path = folder / "provenance.json"
-    prov = json.loads(path.read_text()) if path.exists() else {"grids": {}}
-    c = profile(profile_name)
-    prov["grids"][name] = dict(profile=profile_name, config=c.to_dict(), numerics=c.numerics(), seeds=list(seeds),
-                               runs=int(table.run_id.nunique()), arms=list(dict.fromkeys(table.arm)),
-                               command=command, code_version=code_version or current_version(),
-                               date=datetime.date.today().isoformat())
-    path.write_text(json.dumps(prov, indent=2) + "\n")
 
 
 GRIDS = {"critical": dict(groups=("design",))}
@@ -320,8 +296,9 @@ def main(argv=None) -> None:
     if a.reference_dir:
         import sys
 
-        seeds = sorted(table.seed.unique().tolist())
-        record_reference(a.reference_dir, a.grid, table, a.profile, seeds, "python -m pspl_nb.experiments " +
+        from pspl_nb import committed
+
+        committed.record(a.reference_dir, a.grid, table, a.profile, "python -m pspl_nb.experiments " +
                          " ".join(sys.argv[1:] if argv is None else argv))
         where = f"{a.reference_dir}/{a.grid}_histories.csv"
     else:
@@ -335,12 +312,15 @@ def _reference(a, argv) -> None:
     import sys
 
     from pspl_nb import committed
+    from pspl_nb.evaluate import bicubic_psnr
 
     table = committed.run(a.profile, jobs=2 if a.jobs == "auto" else int(a.jobs))
     folder = a.reference_dir or os.path.dirname(a.out) or "."
     images, updates = committed.side_tables(table)
+    c = profile(a.profile)
     committed.record(folder, "reference", table, a.profile, "python -m pspl_nb.experiments " +
-                     " ".join(sys.argv[1:] if argv is None else argv), images, updates)
+                     " ".join(sys.argv[1:] if argv is None else argv), images, updates,
+                     bicubic={s: bicubic_psnr(s, c.scale, limit=c.eval_limit) for s in c.eval_sets})
     print(f"{table.run_id.nunique()} runs, {len(table)} rows -> {folder}/reference_histories.csv")
 
 

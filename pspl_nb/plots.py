@@ -301,15 +301,16 @@ def effects_forest(tables: dict, note: str = ""):
     return fig
 
 
-def lr_sweep(lrs: pd.DataFrame, note: str = ""):
+def lr_sweep(lrs: pd.DataFrame, note: str = "", chosen: dict | None = None):
     """Final PSNR against the learning-rate multiplier for each family (``controls.lr_table``), with the
-    difference-from-x1 interval as error bars; the best lr of each family is ringed."""
+    difference-from-x1 interval as error bars. Ringed: the lr ``chosen`` for each family ({family: arm}, e.g.
+    on held-out seeds by ``controls.chosen_lrs``), or the table's own best where none is given."""
     fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
     for family, g in lrs.groupby("family", sort=False):
         color = ARM_COLORS.get(family)
         ax.errorbar(g.lr_mult, g["mean"], yerr=[g.diff_vs_x1 - g.lo, g.hi - g.diff_vs_x1], color=color, marker="o",
                     capsize=3, label=f"{family} (error bar: difference from x1, 95% t)")
-        best = g[g.best]
+        best = g[g.arm == chosen[family]] if chosen and family in chosen else g[g.best]
         ax.scatter(best.lr_mult, best["mean"], s=160, facecolors="none", edgecolors=color)
     ax.set(xscale="log", xlabel="learning rate multiplier (x the profile's lr)", ylabel="final PSNR (dB), mean over seeds",
            title=note or None)
@@ -320,7 +321,7 @@ def lr_sweep(lrs: pd.DataFrame, note: str = ""):
 
 
 def gains_forest(gains: pd.DataFrame, note: str = ""):
-    """Table 1's PSPL gains with intervals (``reference.gains``): one row per (model, set), the paper's claimed
+    """Table 1's PSPL gains with intervals (``questions.gains``): one row per (model, set), the paper's claimed
     gain as a cross where it has one (column ``paper_gain_psnr``, optional)."""
     t = gains.assign(effect=gains.model + " / " + gains.set, diff=gains.gain_psnr, n=gains.seeds)
     fig = effects_forest({"PSPL gain in PSNR": t}, note)
@@ -329,4 +330,78 @@ def gains_forest(gains: pd.DataFrame, note: str = ""):
         y = np.arange(len(t))[::-1]
         ax.scatter(gains.paper_gain_psnr, y, marker="x", color="k", zorder=4, label="the paper's claimed gain")
         ax.legend(fontsize=7)
+    return fig
+
+
+def effective_step(steps: pd.DataFrame, note: str = ""):
+    """The optimiser's step per unit of scheduled lr against the age (``controls.step_sizes``): Adam arms on
+    the left, SGD arms on the right (absent arms leave their panel out).
+
+    Read it as: under Adam plain L1's step is about 1 lr per step from the start; PSPL's and uniform's start
+    near 0 (their weights do) and then *overshoot* 1 while Adam's second moment still remembers the small early
+    gradients: that overshoot is the larger step a rising loss scale buys. ``l1_lrramp`` should track uniform
+    if the step sizes are the whole mechanism. Under SGD the step follows the loss scale itself.
+    """
+    panels = {"Adam": steps[~steps.arm.str.endswith("_sgd")], "SGD with momentum": steps[steps.arm.str.endswith("_sgd")]}
+    panels = {k: v for k, v in panels.items() if not v.empty}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 3.9), constrained_layout=True, squeeze=False)
+    styles = {"l1_lrramp": "--", "uniform_beta2_0.99": ":"}
+    for ax, (title, t) in zip(axes[0], panels.items()):
+        for arm, g in t.groupby("arm", sort=False):
+            ax.plot(g.age, g.step, label=f"{arm} ({int(g.seeds.max())} seeds)", ls=styles.get(arm, "-"),
+                    color=ARM_COLORS.get(arm.split("_")[0]), lw=1.4)
+        ax.set(xscale="log", xlabel="age (epochs)", title=title,
+               ylabel="RMS parameter change per step / scheduled lr")
+        if title == "Adam":
+            ax.axhline(1.0, color="0.4", lw=0.7)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    if note:
+        fig.suptitle(note, fontsize=9)
+    return fig
+
+
+def primary_forest(claims: pd.DataFrame, note: str = ""):
+    """The primary claims (``questions.primary_claims``): per claim the estimate with its 95% interval over
+    seeds (thin), the interval widened for the four claims (thick) and, where present, the interval over
+    seeds and images (open markers); dB differences left, the epochs ratio right (log scale)."""
+    kinds = [k for k in ("difference", "ratio") if (claims.kind == k).any()]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 1.1 + 0.55 * len(claims)), constrained_layout=True,
+                             squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        t = claims[claims.kind == kind]
+        y = np.arange(len(t))[::-1]
+        ax.hlines(y, t.lo, t.hi, color="0.6", lw=1, label="95% t over seeds")
+        ax.hlines(y, t.adj_lo, t.adj_hi, color="k", lw=3, alpha=0.6, label="widened for 4 claims (Bonferroni)")
+        if "img_lo" in t:
+            ax.scatter(t.img_lo, y - 0.15, marker="|", color="tab:purple", s=80, label="95% over seeds and images")
+            ax.scatter(t.img_hi, y - 0.15, marker="|", color="tab:purple", s=80)
+        ax.scatter(t.estimate, y, color="tab:red", zorder=3)
+        ax.axvline(1.0 if kind == "ratio" else 0.0, color="0.3", lw=0.8)
+        ax.set_yticks(y, [f"{r.claim}: {r.arm} vs {r.baseline}" if r.claim in ("final", "speed") else
+                          f"{r.claim} effect (2x2, lr x1)" for r in t.itertuples()], fontsize=8)
+        ax.set(xscale="log" if kind == "ratio" else "linear",
+               xlabel="epochs ratio (< 1: faster)" if kind == "ratio" else "difference in PSNR (dB)")
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=7, loc="best")
+    if note:
+        fig.suptitle(note, fontsize=9)
+    return fig
+
+
+def image_differences(d: pd.DataFrame, note: str = ""):
+    """Per image, an arm's final PSNR minus the baseline's (dB): the mean over seeds as a bar, the seeds'
+    range as a line (``d``: seeds x images, ``questions.final_by_image`` differences). Read it as: a gain
+    that holds on most images is a property of the method; one carried by a few images is a property of
+    those images."""
+    order = d.mean().sort_values().index
+    fig, ax = plt.subplots(figsize=(7, 0.18 * len(order) + 1.4), constrained_layout=True)
+    y = np.arange(len(order))
+    mean = d[order].mean()
+    ax.barh(y, mean, color=np.where(mean > 0, "tab:red", "tab:blue"), alpha=0.6)
+    ax.hlines(y, d[order].min(), d[order].max(), color="0.3", lw=0.8)
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_yticks(y, order, fontsize=6)
+    ax.set(xlabel=f"final PSNR difference (dB): bar = mean over {len(d)} seeds, line = their range", title=note or None)
+    ax.grid(alpha=0.3, axis="x")
     return fig

@@ -13,20 +13,17 @@ Speed depends on where the threshold sits, so ``threshold_sweep`` moves it along
 
 Input is a *tidy* DataFrame, one row per (run, epoch): columns ``arm`` (str), ``seed`` (int), ``epoch``
 (int, 1-based) and metric columns such as ``psnr_embedded_valid`` (dB). A run is one (arm, seed) pair.
-
-The last two functions describe the attention schedule itself (Eq. 7-8): how fast PSPL's pixel weights
-flatten, and so for what share of a run PSPL differs from a (scaled) L1 loss at all.
 """
 import math
 
 import numpy as np
 import pandas as pd
 import scipy.stats
-import torch
-
-from pspl_nb.pspl import attention, check_schedule
 
 VERDICT_KINDS = ("ratio", "difference")
+
+
+BEFORE_FIRST = -math.inf  # epochs_to_threshold's answer for a curve already there at its first evaluation
 
 
 def epochs_to_threshold(epochs, values, threshold: float) -> float:
@@ -40,7 +37,9 @@ def epochs_to_threshold(epochs, values, threshold: float) -> float:
 
     Returns:
         The epoch, linearly interpolated between the last evaluation below and the first at or above the
-        threshold; ``epochs[0]`` when the first evaluation is already there; ``math.nan`` when never reached.
+        threshold; ``math.nan`` when never reached (right-censored); ``BEFORE_FIRST`` (-inf) when the first
+        evaluation is already there: the crossing happened at some unknown earlier age (left-censored), so
+        no epoch can stand for it.
     """
     epochs, values = np.asarray(epochs, dtype=np.float64), np.asarray(values, dtype=np.float64)
     if epochs.ndim != 1 or values.ndim != 1:
@@ -57,7 +56,9 @@ def epochs_to_threshold(epochs, values, threshold: float) -> float:
     if len(above) == 0:
         return math.nan
     i = int(above[0])
-    if i == 0 or not math.isfinite(values[i - 1]):
+    if i == 0:
+        return BEFORE_FIRST
+    if not math.isfinite(values[i - 1]):  # the evaluation before was missing: crossed somewhere before epochs[i]
         return float(epochs[i])
     # values[i - 1] < threshold <= values[i], so the slope is positive
     frac = (threshold - values[i - 1]) / (values[i] - values[i - 1])
@@ -141,6 +142,47 @@ def sign_flip_p(d) -> float:
     return float(np.mean(means >= abs(d.mean()) - 1e-12 * max(1.0, abs(d.mean()))))
 
 
+def two_way_bootstrap(stat, n_seeds: int, n_images: int, ci: float = 0.95, n_boot: int = 2000,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of a statistic over seeds *and* images: the pigeonhole (two-way) bootstrap.
+
+    Every seed is scored on every image, a crossed design, so both are sources of variance: a claim about
+    "these images" needs only the seeds resampled, a claim about images like these needs the images
+    resampled too. Each resample draws ``n_seeds`` seeds and, independently, ``n_images`` images with
+    replacement and recomputes ``stat(seed_counts, image_counts)`` (how often each seed and image was
+    drawn, int arrays (n_seeds,), (n_images,)). Owen (2007, "The pigeonhole bootstrap", Ann. Appl. Stat.)
+    shows the variance it gives is, if anything, slightly too large: the interval errs on the wide side.
+
+    Returns:
+        (lo, hi) at coverage ``ci``; NaN if the statistic is NaN on more than 5% of the resamples.
+    """
+    rng = np.random.default_rng(seed)
+    values = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
+        values[b] = stat(np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds),
+                         np.bincount(rng.integers(0, n_images, n_images), minlength=n_images))
+    ok = values[np.isfinite(values)]
+    if len(ok) < 0.95 * len(values):
+        return math.nan, math.nan
+    lo, hi = np.quantile(ok, [(1 - ci) / 2, (1 + ci) / 2])
+    return float(lo), float(hi)
+
+
+def mean_over_seeds_and_images(d, ci: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The mean of per-(seed, image) differences d (seeds x images, e.g. final PSNR of an arm minus the
+    baseline's on each image, dB) with its two-way bootstrap interval (``two_way_bootstrap``) and how many
+    images are ahead: ``ahead`` of ``images`` have a positive mean over seeds.
+
+    Returns:
+        dict(diff, lo, hi, ahead, images).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    if d.ndim != 2 or not np.isfinite(d).all():
+        raise ValueError(f"mean_over_seeds_and_images: d must be a finite (seeds, images) array, got {d.shape}")
+    lo, hi = two_way_bootstrap(lambda s, i: float(s @ d @ i) / (s.sum() * i.sum()), *d.shape, ci, n_boot, seed)
+    return dict(diff=float(d.mean()), lo=lo, hi=hi, ahead=int((d.mean(axis=0) > 0).sum()), images=d.shape[1])
+
+
 def _bootstrap(d, ci: float, n_boot: int, seed: int) -> tuple[float, float]:
     """Percentile interval of the mean of ``d`` over seeds resampled with replacement (secondary view)."""
     rows = np.random.default_rng(seed).integers(0, len(d), size=(int(n_boot), len(d)))
@@ -148,9 +190,38 @@ def _bootstrap(d, ci: float, n_boot: int, seed: int) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def t_test_p(d) -> float:
+    """Two-sided p-value of the one-sample t-test of "mean(d) = 0" (the paired t-test on differences d):
+    the test behind ``t_interval``. NaN below 2 values; 0 or 1 for zero spread (mean != 0 or == 0)."""
+    d = np.asarray(d, dtype=np.float64)
+    if len(d) < 2 or not np.isfinite(d).all():
+        return math.nan
+    sd = d.std(ddof=1)
+    if sd == 0:
+        return 0.0 if d.mean() != 0 else 1.0
+    return float(2 * scipy.stats.t.sf(abs(d.mean()) / (sd / math.sqrt(len(d))), len(d) - 1))
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjustment of m p-values (family-wise error control, no assumption on dependence).
+
+    The k-th smallest p (k = 1..m) is multiplied by m - k + 1, then a running maximum keeps the order and the
+    result is capped at 1; a claim is significant at level a when its adjusted p <= a. NaN stays NaN and does
+    not count in m.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, math.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    return out
+
+
 def _interval_summary(d, ci: float, n_boot: int, seed: int) -> dict:
     mean, lo, hi = t_interval(d, ci)
-    out = dict(lo=lo, hi=hi, n=len(d), p_signflip=sign_flip_p(d), boot_lo=math.nan, boot_hi=math.nan)
+    out = dict(lo=lo, hi=hi, n=len(d), p_t=t_test_p(d), p_signflip=sign_flip_p(d), boot_lo=math.nan,
+               boot_hi=math.nan)
     if len(d) >= MIN_BOOTSTRAP_SEEDS:
         out["boot_lo"], out["boot_hi"] = _bootstrap(d, ci, n_boot, seed)
     return mean, out
@@ -160,16 +231,17 @@ def paired_difference(a, b, ci: float = 0.95, n_boot: int = 10000, seed: int = 0
     """Mean over seeds of a - b (e.g. final PSNR of an arm minus the baseline's, dB), paired by seed.
 
     Returns:
-        dict(diff, lo, hi, n, p_signflip, boot_lo, boot_hi): the mean difference and its paired t-interval
-        (``t_interval``, ``ci`` coverage), the number of seeds, the sign-flip p-value (``sign_flip_p``), and
-        a percentile bootstrap interval as a secondary view, only from ``MIN_BOOTSTRAP_SEEDS`` seeds up (NaN
-        below). NaN in a or b makes everything but n NaN.
+        dict(diff, lo, hi, n, p_t, p_signflip, boot_lo, boot_hi): the mean difference and its paired
+        t-interval (``t_interval``, ``ci`` coverage), the number of seeds, the paired t-test's p
+        (``t_test_p``) and the sign-flip p-value (``sign_flip_p``), and a percentile bootstrap interval as a
+        secondary view, only from ``MIN_BOOTSTRAP_SEEDS`` seeds up (NaN below). NaN in a or b makes
+        everything but n NaN.
     """
     a, b = _paired(a, b, "paired_difference", ci)
     d = a - b  # pairing: the seed-to-seed spread that both arms share cancels here
     if not np.isfinite(d).all():
-        return dict(diff=math.nan, lo=math.nan, hi=math.nan, n=len(d), p_signflip=math.nan, boot_lo=math.nan,
-                    boot_hi=math.nan)
+        return dict(diff=math.nan, lo=math.nan, hi=math.nan, n=len(d), p_t=math.nan, p_signflip=math.nan,
+                    boot_lo=math.nan, boot_hi=math.nan)
     mean, out = _interval_summary(d, ci, n_boot, seed)
     return dict(diff=mean, **out)
 
@@ -183,15 +255,17 @@ def paired_ratio(a, b, ci: float = 0.95, n_boot: int = 10000, seed: int = 0) -> 
     Args:
         a, b: epochs to threshold (> 0, NaN = not reached), one per seed, aligned by seed.
     Returns:
-        dict(ratio, lo, hi, n, reached_a, reached_b, p_signflip, boot_lo, boot_hi). If any seed of either arm
-        did not reach the threshold, ratio and bounds are NaN: an average over the seeds that did would
-        flatter the slower arm.
+        dict(ratio, lo, hi, n, reached_a, reached_b, censored, p_t, p_signflip, boot_lo, boot_hi). If any seed
+        of either arm did not reach the threshold (NaN), or was there before its first evaluation
+        (``BEFORE_FIRST``, counted in ``censored``), ratio and bounds are NaN: an average over the seeds that
+        can be timed would flatter one arm. ``p_t`` is the paired t-test's two-sided p on the log ratios.
     """
     a, b = _paired(a, b, "paired_ratio", ci)
-    reached_a, reached_b = int(np.isfinite(a).sum()), int(np.isfinite(b).sum())
+    reached_a, reached_b = int((~np.isnan(a)).sum()), int((~np.isnan(b)).sum())
+    censored = int(np.isneginf(a).sum() + np.isneginf(b).sum())
     out = dict(ratio=math.nan, lo=math.nan, hi=math.nan, n=len(a), reached_a=reached_a, reached_b=reached_b,
-               p_signflip=math.nan, boot_lo=math.nan, boot_hi=math.nan)
-    if reached_a < len(a) or reached_b < len(b):
+               censored=censored, p_t=math.nan, p_signflip=math.nan, boot_lo=math.nan, boot_hi=math.nan)
+    if reached_a < len(a) or reached_b < len(b) or censored:
         return out
     if (a <= 0).any() or (b <= 0).any():
         raise ValueError(f"paired_ratio: epochs must be > 0, got a={a.tolist()}, b={b.tolist()}")
@@ -200,6 +274,10 @@ def paired_ratio(a, b, ci: float = 0.95, n_boot: int = 10000, seed: int = 0) -> 
     for k in ("lo", "hi", "boot_lo", "boot_hi"):
         out[k] = math.exp(out[k]) if math.isfinite(out[k]) else math.nan
     return out
+
+
+CENSORED = "censored: some seed was there at its first evaluation"
+MIN_SWEEP_RUN = 3  # adjacent sweep thresholds a verdict must hold over before it is stated as a verdict
 
 
 def verdict(lo: float, hi: float, kind: str, n: int | None = None) -> str:
@@ -276,135 +354,78 @@ def claims_table(tidy: pd.DataFrame, column: str, threshold: float, baseline: st
         speed = paired_ratio(mine[:, 0], theirs[:, 0], ci, n_boot)
         row = dict(arm=arm, baseline=baseline, seeds=n, unmatched=unmatched,
                    horizon=min(run["epoch"].iloc[-1] for _, run, _ in pairs),
-                   epochs_arm=float(mine[:, 0].mean()), epochs_base=float(theirs[:, 0].mean()),
-                   reached_arm=speed["reached_a"], reached_base=speed["reached_b"], ratio=speed["ratio"],
-                   ratio_lo=speed["lo"], ratio_hi=speed["hi"], ratio_p=speed["p_signflip"],
-                   speed=verdict(speed["lo"], speed["hi"], "ratio", n))
+                   epochs_arm=_finite_mean(mine[:, 0]), epochs_base=_finite_mean(theirs[:, 0]),
+                   reached_arm=speed["reached_a"], reached_base=speed["reached_b"], censored=speed["censored"],
+                   ratio=speed["ratio"], ratio_lo=speed["lo"], ratio_hi=speed["hi"], ratio_p=speed["p_signflip"],
+                   ratio_pt=speed["p_t"],
+                   speed=CENSORED if speed["censored"] else verdict(speed["lo"], speed["hi"], "ratio", n))
         for name, d in (("gap", paired_difference(gaps, np.zeros(n), ci, n_boot)),
                         ("final", paired_difference(mine[:, 1], theirs[:, 1], ci, n_boot)),
                         ("best", paired_difference(mine[:, 2], theirs[:, 2], ci, n_boot))):
             row.update({f"{name}_diff": d["diff"], f"{name}_lo": d["lo"], f"{name}_hi": d["hi"],
-                        f"{name}_p": d["p_signflip"], f"{name}_verdict": verdict(d["lo"], d["hi"], "difference", n)})
+                        f"{name}_p": d["p_signflip"], f"{name}_pt": d["p_t"],
+                        f"{name}_verdict": verdict(d["lo"], d["hi"], "difference", n)})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def threshold_sweep(tidy: pd.DataFrame, column: str, baseline: str = "l1", fractions=None,
-                    ci: float = 0.95) -> pd.DataFrame:
+def _finite_mean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(x[np.isfinite(x)].mean()) if np.isfinite(x).any() else math.nan
+
+
+SWEEP_FRACTIONS = tuple(np.round(np.arange(0.1, 0.901, 0.05), 3))
+
+
+def threshold_sweep(tidy: pd.DataFrame, column: str, baseline: str = "l1", fractions=SWEEP_FRACTIONS,
+                    ci: float = 0.95, levels_from: pd.DataFrame | None = None) -> pd.DataFrame:
     """Speed ratio (arm / baseline epochs to threshold, t-interval) as the threshold moves along the
     baseline's mean curve: is "faster" a property of the arm or of where the threshold was put?
 
     Args:
         fractions: positions on the run, (0, 1]: the threshold is the baseline's mean curve at that share of
             its epochs (``matched_threshold``). Default: 0.1, 0.15, ..., 0.9.
+        levels_from: the runs whose baseline curve sets the levels: held-out seeds that score no verdict
+            (default: ``tidy``'s own baseline runs, which then both place the levels and are judged at them).
     Returns:
         DataFrame, one row per (arm, fraction): arm, fraction, threshold (dB), base_epoch (where the
-        baseline's mean curve is there), ratio, lo, hi, reached (seeds that got there in both arms), speed.
+        baseline's mean curve is there), ratio, lo, hi, reached (seeds that got there in both arms),
+        censored (runs already there at their first evaluation), speed.
     """
-    fractions = np.round(np.arange(0.1, 0.901, 0.05), 3) if fractions is None else fractions
+    levels_from = tidy if levels_from is None else levels_from
     rows = []
     for f in fractions:
-        level = matched_threshold(tidy, column, baseline, f)
-        base_epoch = max(1.0, f * tidy[tidy.arm == baseline].epoch.max())
+        level = matched_threshold(levels_from, column, baseline, f)
+        base_epoch = max(1.0, f * levels_from[levels_from.arm == baseline].epoch.max())
         for arm, (pairs, _) in _pairs(tidy, column, baseline).items():
             mine = [_summary(run, column, level, arm, s)[0] for s, run, _ in pairs]
             theirs = [_summary(base, column, level, baseline, s)[0] for s, _, base in pairs]
             r = paired_ratio(mine, theirs, ci, n_boot=1)
             rows.append(dict(arm=arm, fraction=float(f), threshold=level, base_epoch=base_epoch, ratio=r["ratio"],
                              lo=r["lo"], hi=r["hi"], reached=min(r["reached_a"], r["reached_b"]),
-                             speed=verdict(r["lo"], r["hi"], "ratio", len(pairs))))
+                             censored=r["censored"],
+                             speed=CENSORED if r["censored"] else verdict(r["lo"], r["hi"], "ratio", len(pairs))))
     return pd.DataFrame(rows)
 
 
 def speed_statement(sweep: pd.DataFrame, arm: str) -> str:
     """The speed verdict of ``arm`` with the threshold range where it holds, from ``threshold_sweep``:
-    e.g. "faster (interval excludes 1) for thresholds 31.20-32.85 dB (baseline there at epochs 1.2-4.8);
-    no detectable difference above"."""
+    e.g. "faster for thresholds 31.20-32.85 dB (baseline there at epochs 1.2-4.8); no detectable difference
+    for thresholds 32.90-33.40 dB (...)". A verdict that holds over fewer than ``MIN_SWEEP_RUN`` adjacent
+    thresholds is not stated as one: such stretches read "unsettled" (the verdict flips with the threshold)."""
     rows = sweep[sweep.arm == arm].sort_values("threshold")
     if rows.empty:
         raise ValueError(f"speed_statement: no sweep rows for arm {arm!r}")
+    words = rows.speed.str.split(",").str[0].to_numpy()
+    run_id = np.cumsum(np.r_[True, words[1:] != words[:-1]])
+    sizes = pd.Series(run_id).map(pd.Series(run_id).value_counts()).to_numpy()
+    labels = pd.Series(np.where(sizes >= MIN_SWEEP_RUN, words, "unsettled"), index=rows.index)
     parts = []
-    for _, g in rows.groupby((rows.speed != rows.speed.shift()).cumsum(), sort=False):  # runs of one verdict
-        what = g.speed.iloc[0].split(",")[0]
+    for _, g in rows.groupby((labels != labels.shift()).cumsum(), sort=False):  # runs of one label
+        what = labels[g.index[0]]
         parts.append(f"{what} for thresholds {g.threshold.min():.2f}-{g.threshold.max():.2f} dB (baseline there at "
                      f"epochs {g.base_epoch.min():.1f}-{g.base_epoch.max():.1f})")
     return "; ".join(parts)
-
-
-def transfer_threshold(tidy: pd.DataFrame, tune_column: str, bicubic_tune: float, bicubic_score: float,
-                       baseline: str = "l1", fraction: float = 125 / 300) -> float:
-    """A threshold for the scoring images set on *other* images: the baseline's gain over bicubic on the
-    tune set at ``fraction`` of the run, added to bicubic's PSNR on the scoring set (dB).
-
-    Setting the threshold on the images that then score ties it to their evaluation noise (an epoch where
-    those images happen to dip moves the threshold and the crossing together). A level in dB does not
-    carry over to other images; a gain over bicubic roughly does, which is what the field reports anyway.
-
-    Args:
-        tune_column: e.g. "psnr_embedded_tune". bicubic_tune, bicubic_score: bicubic's mean PSNR (dB) on the
-            tune set and on the scoring set (``evaluate.bicubic_psnr``). fraction: as ``matched_threshold``.
-    """
-    return bicubic_score + matched_threshold(tidy, tune_column, baseline, fraction) - bicubic_tune
-
-
-def flattening_table(epochs=(0.25, 0.5, 1, 2, 5, 10, 20), alpha: float = 1.0, beta: float = 0.0,
-                     gamma: float = 2.0, mu: float = -1.0) -> pd.DataFrame:
-    """PSPL's weights (Eq. 7) at a few ages, to show how quickly they flatten.
-
-    Args:
-        epochs: ages in (fractional) epochs. alpha, beta, gamma, mu: as in ``pspl.attention``.
-
-    Returns:
-        DataFrame with columns epoch, delta (= alpha * epoch + beta), w(-1), w(0), w(0.5), w(1) (the weight
-        at those SSIM values, on [0, gamma]) and w(0)/w(1). With the paper's settings the ratio is ~20 at
-        epoch 1 and ~1.03 at epoch 10: after a few epochs the loss is about gamma * L1.
-    """
-    ms = torch.tensor([-1.0, 0.0, 0.5, 1.0], dtype=torch.float64)  # float64: w(1) is ~1e-28 at epoch 0.25
-    rows = []
-    for epoch in epochs:
-        w = attention(ms, epoch, gamma, mu, alpha, beta).tolist()
-        ratio = w[1] / w[3] if w[3] > 0 else math.inf
-        rows.append({"epoch": epoch, "delta": alpha * epoch + beta, "w(-1)": w[0], "w(0)": w[1],
-                     "w(0.5)": w[2], "w(1)": w[3], "w(0)/w(1)": ratio})
-    return pd.DataFrame(rows)
-
-
-def nonuniform_fraction(total_epochs: float, alpha: float = 1.0, beta: float = 0.0, gamma: float = 2.0,
-                        mu: float = -1.0, tol: float = 0.10, ssim_range=(0.0, 1.0)) -> dict:
-    """When PSPL's weights become uniform within ``tol`` over ``ssim_range``, and how much of a run is before.
-
-    Over SSIM in [lo, hi], Eq. 7 gives max w / min w = exp((d_far^2 - d_near^2) / delta^2), with d_far and
-    d_near the largest and smallest |SSIM - mu| on the range (gamma cancels). Requiring it <= 1 + tol gives
-    delta >= sqrt((d_far^2 - d_near^2) / ln(1 + tol)), and Eq. 8 turns delta into an age. This holds for
-    mu = -1 (hard first: d_far at lo), mu = +1 (easy first: d_far at hi) and any mu in between.
-
-    Args:
-        total_epochs: length of the run (epochs, > 0). alpha, beta, gamma, mu: as in ``pspl.attention``.
-        tol: allowed relative spread, > 0 (0.10: weights within 10% of each other).
-        ssim_range: (lo, hi) on [-1, 1], the SSIM values the pixels actually take.
-
-    Returns:
-        dict(epoch_uniform, fraction): the age (epochs) from which weights are uniform within tol (0 if from
-        the start, inf if delta never grows enough) and the share of the run before it, on [0, 1].
-    """
-    check_schedule(gamma, alpha, beta)
-    if not (math.isfinite(total_epochs) and total_epochs > 0):
-        raise ValueError(f"nonuniform_fraction: total_epochs={total_epochs} must be finite and > 0")
-    if not (math.isfinite(tol) and tol > 0):
-        raise ValueError(f"nonuniform_fraction: tol={tol} must be finite and > 0")
-    lo, hi = ssim_range
-    if not -1 <= lo <= hi <= 1:
-        raise ValueError(f"nonuniform_fraction: ssim_range={ssim_range} must satisfy -1 <= lo <= hi <= 1")
-    d_far = max(abs(lo - mu), abs(hi - mu))
-    d_near = abs(min(max(mu, lo), hi) - mu)  # 0 when mu lies inside the range
-    delta_needed = math.sqrt((d_far**2 - d_near**2) / math.log1p(tol))
-    if beta >= delta_needed:
-        epoch = 0.0
-    elif alpha == 0:
-        epoch = math.inf  # delta stays at beta forever
-    else:
-        epoch = (delta_needed - beta) / alpha
-    return dict(epoch_uniform=epoch, fraction=min(max(epoch / total_epochs, 0.0), 1.0))
 
 
 def matched_threshold(tidy: pd.DataFrame, column: str, baseline: str = "l1", fraction: float = 125 / 300) -> float:

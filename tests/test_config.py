@@ -50,7 +50,7 @@ def test_every_profile_decays_its_lr_inside_the_run_and_says_whether_it_is_the_p
 def test_profile_comments_state_where_pspls_weights_flatten():
     """Weights within 10% of uniform (alpha 1): after ~220 iterations on cpu (47% of the run), after ~560 on
     cpu_long (28% of its 2,000), both shorter than Adam's ~1000-step memory, as the profiles' comments say."""
-    from pspl_nb.stats import nonuniform_fraction
+    from pspl_nb.schedule import nonuniform_fraction
 
     for name, iterations, share in (("cpu", 220, 0.47), ("cpu_long", 560, 0.28)):
         c = profile(name)

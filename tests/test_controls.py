@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pspl_nb.controls import design_sentence, factorial_effects, fair_comparison, lr_table, per_seed
+from pspl_nb.controls import (chosen_lrs, design_sentence, factorial_effects, fair_comparison, lr_table, per_seed,
+                              sweep_arms)
 
 SEEDS = range(8)
 EPOCHS = np.arange(1, 11)
@@ -65,6 +66,27 @@ def test_lr_table_marks_each_familys_best_and_fair_comparison_uses_them():
     assert best.loc["l1", "arm"] == "l1_lrx2" and best.loc["pspl", "arm"] == "pspl_lrx2"
     row = lrs.set_index("arm").loc["l1_lrx2"]
     assert row.lr_mult == 2.0 and row.diff_vs_x1 == pytest.approx(0.15, abs=0.02) and row.lo > 0
-    fair = fair_comparison(t, "psnr", threshold=33.0, lrs=lrs)
+    fair = fair_comparison(t, "psnr", 33.0, best.arm.to_dict())
     assert fair.arm.tolist() == ["pspl_lrx2"] and fair.baseline.tolist() == ["l1_lrx2"]
     assert fair.final_diff.iloc[0] == pytest.approx(-0.03, abs=0.02)
+
+
+def test_sweep_arms_take_only_the_adam_lr_sweep():
+    labels = ["l1", "l1_lrx0.5", "l1_lrx8", "l1_lrx0.2_sgd", "l1_beta2_0.99", "l1_lrramp", "pspl_lrx2"]
+    assert sweep_arms(labels, "l1") == {"l1": 1.0, "l1_lrx0.5": 0.5, "l1_lrx8": 8.0}
+
+
+def test_the_lr_is_chosen_on_held_out_seeds_only_and_a_diverged_lr_is_never_chosen():
+    """Seeds 0-7 favour x2, seeds 8-11 favour x4: the choice follows the held-out seeds. An lr whose mean is
+    the highest but with one diverged seed (NaN final) is not chosen."""
+    frames = []
+    for s in range(12):
+        for arm, effect in {"l1": 0.0, "l1_lrx2": 0.3 if s < 8 else 0.1, "l1_lrx4": 0.0 if s < 8 else 0.2,
+                            "l1_lrx8": 0.5}.items():
+            frames.append(pd.DataFrame(dict(arm=arm, seed=s, epoch=EPOCHS, psnr=30 + effect + EPOCHS / 10,
+                                            diverged=arm == "l1_lrx8" and s == 9)))
+    t = pd.concat(frames, ignore_index=True)
+    assert chosen_lrs(t, "psnr", range(8, 12), ("l1",)) == {"l1": "l1_lrx4"}
+    assert chosen_lrs(t, "psnr", range(8), ("l1",)) == {"l1": "l1_lrx8"}  # no divergence among seeds 0-7
+    lrs = lr_table(t[t.seed >= 8], "psnr", ("l1",)).set_index("arm")
+    assert lrs.loc["l1_lrx8", "diverged"] == 1 and lrs.loc["l1_lrx8", "seeds"] == 3 and not lrs.loc["l1_lrx8", "best"]

@@ -146,15 +146,17 @@ def test_notebook_executes_in_the_smoke_profile(path, results, data_root, monkey
 def test_a_recorded_reference_grid_reads_back_with_its_provenance(tmp_path, monkeypatch):
     import pandas as pd
 
-    from pspl_nb.experiments import record_reference
-    from pspl_nb.reference import committed
+    from pspl_nb import committed
 
     monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path))
-    table = pd.DataFrame(dict(run_id=["a", "a", "b"], arm=["l1", "l1", "pspl"], seed=[0, 0, 0], epoch=[1, 2, 1]))
-    record_reference(tmp_path / "cpu", "critical", table, "smoke", [0], "python -m pspl_nb.experiments ...", "abc123")
-    back = committed("cpu", "critical_histories")
+    table = pd.DataFrame(dict(run_id=["a", "a", "b", "c"], arm=["l1", "l1", "pspl", "l1"], seed=[0, 0, 0, 9],
+                              epoch=[1, 2, 1, 1]))
+    committed.record(tmp_path / "cpu", "critical", table, "smoke", "python -m pspl_nb.experiments ...", code_version="abc123",
+                     bicubic={"embedded_valid": 33.7})
+    back = committed.load("cpu", "critical_histories")
     pd.testing.assert_frame_equal(back, table)
     prov = back.attrs["provenance"]
-    assert (prov["profile"], prov["runs"], prov["arms"], prov["code_version"]) == ("smoke", 2, ["l1", "pspl"], "abc123")
+    assert (prov["profile"], prov["runs"], prov["arms"], prov["code_version"]) == ("smoke", 3, ["l1", "pspl"], "abc123")
+    assert (prov["scoring_seeds"], prov["held_out_seeds"], prov["bicubic"]) == ([0], [9], {"embedded_valid": 33.7})
     with pytest.raises(FileNotFoundError, match="critical_histories"):
-        committed("cpu", "long_histories")
+        committed.load("cpu", "long_histories")

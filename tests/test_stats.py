@@ -4,14 +4,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-
-from pspl_nb.pspl import attention
 import scipy.stats
 
-from pspl_nb.stats import (claims_table, epochs_to_threshold, flattening_table, mean_gap, nonuniform_fraction,
-                           paired_difference, paired_ratio, per_seed_epochs, sign_flip_p, speed_statement, t_interval,
-                           threshold_sweep, transfer_threshold, verdict)
+from pspl_nb.stats import (BEFORE_FIRST, CENSORED, claims_table, epochs_to_threshold, holm,
+                           mean_gap, mean_over_seeds_and_images, paired_difference, paired_ratio,
+                           per_seed_epochs, sign_flip_p, speed_statement, t_interval, t_test_p, threshold_sweep,
+                           two_way_bootstrap, verdict)
 
 # ---------------------------------------------------------------- epochs_to_threshold
 
@@ -23,7 +21,9 @@ def test_threshold_interpolates_between_evaluations():
 
 
 def test_threshold_first_point_exact_hit_and_never_reached():
-    assert epochs_to_threshold([3, 4, 5], [33, 34, 35], 32) == 3.0  # already above at the first evaluation
+    # already above at the first evaluation: crossed at some unknown earlier age, left-censored
+    assert epochs_to_threshold([3, 4, 5], [33, 34, 35], 32) == BEFORE_FIRST == -math.inf
+    assert epochs_to_threshold([3, 4, 5], [float("nan"), 31, 35], 32) == pytest.approx(4.25)
     assert epochs_to_threshold([1, 2, 3], [30, 32, 31], 32) == 2.0  # exact hit, not interpolated past it
     assert math.isnan(epochs_to_threshold([1, 2, 3], [30, 31, 31.9], 32))
 
@@ -241,17 +241,39 @@ def test_threshold_sweep_recovers_a_pure_time_scaling_everywhere():
 
 
 def test_speed_statement_splits_the_threshold_range_by_verdict():
-    sweep = pd.DataFrame(dict(arm="x", threshold=[30.0, 31.0, 32.0, 33.0], base_epoch=[1.0, 2.0, 3.0, 4.0],
-                              speed=["faster, interval excludes 1"] * 2 + ["no detectable difference"] * 2))
-    assert speed_statement(sweep, "x") == ("faster for thresholds 30.00-31.00 dB (baseline there at epochs 1.0-2.0); "
-                                           "no detectable difference for thresholds 32.00-33.00 dB (baseline there at "
-                                           "epochs 3.0-4.0)")
+    sweep = pd.DataFrame(dict(arm="x", threshold=[30.0, 31.0, 32.0, 33.0, 34.0, 35.0],
+                              base_epoch=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                              speed=["faster, interval excludes 1"] * 3 + ["no detectable difference"] * 3))
+    assert speed_statement(sweep, "x") == ("faster for thresholds 30.00-32.00 dB (baseline there at epochs 1.0-3.0); "
+                                           "no detectable difference for thresholds 33.00-35.00 dB (baseline there at "
+                                           "epochs 4.0-6.0)")
 
 
-def test_transfer_threshold_carries_the_gain_over_bicubic():
-    tidy = pd.DataFrame({"arm": "l1", "seed": 0, "epoch": [1, 2, 3], "psnr_tune": [28.0, 30.0, 31.0]})
-    # L1 on the tune images at 2/3 of the run: 30 dB, 2 dB above bicubic's 28; on the scoring set bicubic is 33
-    assert transfer_threshold(tidy, "psnr_tune", 28.0, 33.0, fraction=2 / 3) == pytest.approx(35.0)
+def test_a_verdict_held_over_fewer_than_three_adjacent_thresholds_is_not_stated():
+    words = ["faster, interval excludes 1", "no detectable difference", "faster, interval excludes 1",
+             "faster, interval excludes 1", "faster, interval excludes 1", "no detectable difference"]
+    sweep = pd.DataFrame(dict(arm="x", threshold=np.arange(30.0, 36.0), base_epoch=np.arange(1.0, 7.0), speed=words))
+    assert speed_statement(sweep, "x") == (
+        "unsettled for thresholds 30.00-31.00 dB (baseline there at epochs 1.0-2.0); "
+        "faster for thresholds 32.00-34.00 dB (baseline there at epochs 3.0-5.0); "
+        "unsettled for thresholds 35.00-35.00 dB (baseline there at epochs 6.0-6.0)")
+
+
+def test_sweep_levels_come_from_the_held_out_runs_and_early_thresholds_are_censored():
+    """Held-out L1 runs 1 dB lower place every level 1 dB lower than the scored L1 runs would; at a level the
+    runs pass before their first evaluation the verdict is "censored", not a ratio of 1.0 epochs."""
+    tidy = history()
+    held = tidy[tidy.arm == "l1"].assign(psnr_embedded_valid=lambda t: t.psnr_embedded_valid - 1.0)
+    own = threshold_sweep(tidy, "psnr_embedded_valid", fractions=(0.3,))
+    lowered = threshold_sweep(tidy, "psnr_embedded_valid", fractions=(0.3,), levels_from=held)
+    assert lowered.threshold.iloc[0] == pytest.approx(own.threshold.iloc[0] - 1.0)
+    early = threshold_sweep(tidy, "psnr_embedded_valid", fractions=(0.001,), levels_from=held)
+    assert (early.speed == CENSORED).all() and (early.censored > 0).all() and early.ratio.isna().all()
+
+
+def test_claims_at_a_threshold_below_the_first_evaluation_are_censored():
+    table = claims_table(history(), "psnr_embedded_valid", 29.0, n_boot=100).set_index("arm")
+    assert (table.speed == CENSORED).all() and table.ratio.isna().all() and (table.censored == 10).all()
 
 
 def test_verdict_words():
@@ -270,55 +292,6 @@ def test_verdict_words():
 # ---------------------------------------------------------------- the attention schedule
 
 
-def test_flattening_table_reference_numbers_and_closed_form():
-    table = flattening_table().set_index("epoch")
-    for epoch, ratio in [(1, 20), (2, 2.1), (5, 1.13), (10, 1.03)]:
-        assert table.loc[epoch, "w(0)/w(1)"] == pytest.approx(ratio, rel=0.02)
-    for epoch, row in table.iterrows():
-        assert row.delta == pytest.approx(epoch)
-        for ms in (-1, 0, 0.5, 1):
-            assert row[f"w({ms:g})"] == pytest.approx(2 * math.exp(-((ms + 1) ** 2) / epoch**2), rel=1e-12)
-
-
-def test_flattening_table_follows_alpha_beta():
-    table = flattening_table(epochs=(1, 3), alpha=0.3, beta=0.5, gamma=1.0).set_index("epoch")
-    for epoch in (1, 3):
-        delta = 0.3 * epoch + 0.5
-        assert table.loc[epoch, "delta"] == pytest.approx(delta)
-        assert table.loc[epoch, "w(0)/w(1)"] == pytest.approx(math.exp(3 / delta**2), rel=1e-12)
-
-
-def test_nonuniform_fraction_hard_first_closed_form():
-    out = nonuniform_fraction(300)
-    delta = math.sqrt(((1 + 1) ** 2 - (0 + 1) ** 2) / math.log(1.1))  # w(0)/w(1) = 1.1
-    assert out["epoch_uniform"] == pytest.approx(delta, rel=1e-12)
-    assert out["fraction"] == pytest.approx(delta / 300, rel=1e-12)
-    # at that age the attention itself is within 10% of uniform over SSIM in [0, 1]
-    w = attention(torch.linspace(0, 1, 101, dtype=torch.float64), out["epoch_uniform"])
-    assert (w.max() / w.min()).item() == pytest.approx(1.1, rel=1e-9)
-
-
-def test_nonuniform_fraction_easy_first_and_schedule():
-    easy = nonuniform_fraction(300, mu=1.0)  # farthest point SSIM 0 at distance 1, nearest at 0
-    assert easy["epoch_uniform"] == pytest.approx(math.sqrt(1 / math.log(1.1)), rel=1e-12)
-    w = attention(torch.linspace(0, 1, 101, dtype=torch.float64), easy["epoch_uniform"], mu=1.0)
-    assert (w.max() / w.min()).item() == pytest.approx(1.1, rel=1e-9)
-    slow = nonuniform_fraction(300, alpha=0.3, beta=0.5)
-    assert slow["epoch_uniform"] == pytest.approx((math.sqrt(3 / math.log(1.1)) - 0.5) / 0.3, rel=1e-12)
-
-
-def test_nonuniform_fraction_caps():
-    assert nonuniform_fraction(2)["fraction"] == 1.0  # a 2-epoch run never gets uniform weights
-    already = nonuniform_fraction(300, beta=10.0)  # wide from the start
-    assert already["epoch_uniform"] == 0.0 and already["fraction"] == 0.0
-    frozen = nonuniform_fraction(300, alpha=0.0, beta=1.0)  # delta never grows
-    assert math.isinf(frozen["epoch_uniform"]) and frozen["fraction"] == 1.0
-    with pytest.raises(ValueError, match="tol"):
-        nonuniform_fraction(300, tol=0.0)
-    with pytest.raises(ValueError, match="total_epochs"):
-        nonuniform_fraction(0)
-
-
 def test_too_few_seeds_get_no_verdict():
     from pspl_nb.stats import verdict
 
@@ -334,3 +307,37 @@ def test_evaluation_noise_counts_drops_and_late_spread():
     row = evaluation_noise(t, "psnr").loc["a"]
     assert row.max_drop == pytest.approx(0.4) and row.drops == 2
     assert row.late_sd == pytest.approx(np.std([0.9, -0.3], ddof=1))
+
+
+# ---------------------------------------------------------------- multiplicity and images
+
+
+def test_t_test_p_equals_scipys_one_sample_t_test():
+    d = [0.12, -0.03, 0.2, 0.08, 0.15]
+    assert t_test_p(d) == pytest.approx(scipy.stats.ttest_1samp(d, 0.0).pvalue, rel=1e-12)
+    assert t_test_p([0.1, 0.1]) == 0.0 and t_test_p([0.0, 0.0]) == 1.0 and math.isnan(t_test_p([0.3]))
+
+
+def test_holm_by_hand():
+    """p = (0.01, 0.04, 0.03, 0.005), m = 4. Sorted: 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06,
+    0.04 x1 = 0.04 -> running max 0.06; back in the original order."""
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    out = holm([0.01, float("nan"), 0.02])  # NaN does not count in m
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+
+
+def test_two_way_bootstrap_sees_image_variance_that_seeds_alone_miss():
+    """d[s, i] = image effect only (no seed variation): resampling seeds alone would give a zero-width
+    interval; the two-way bootstrap's interval is about the images' standard error wide."""
+    images = np.array([0.4, -0.2, 0.1, 0.3, -0.1, 0.2, 0.0, 0.5, -0.3, 0.1])
+    d = np.tile(images, (8, 1))
+    r = mean_over_seeds_and_images(d, n_boot=4000)
+    se = images.std(ddof=1) / math.sqrt(len(images))
+    assert r["diff"] == pytest.approx(images.mean()) and r["lo"] < images.mean() < r["hi"]
+    assert (r["hi"] - r["lo"]) / (2 * 1.96 * se) == pytest.approx(1.0, abs=0.15)
+    assert r["ahead"] == 6 and r["images"] == 10
+    # the counts the statistic sees are resamples of the seeds and of the images
+    sizes = []
+    two_way_bootstrap(lambda s, i: sizes.append((s.sum(), i.sum(), len(s), len(i))) or 0.0, 8, 10, n_boot=5)
+    assert sizes == [(8, 10, 8, 10)] * 5

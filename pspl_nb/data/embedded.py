@@ -6,8 +6,8 @@ scene so no scene is on two sides (the two stereo_motorcycle views are near dupl
 - ``embedded_train`` (``TRAIN``): six RGB photographs, whole.
 - ``embedded_valid`` (``VALID``): the validation set that scores runs and picks the best checkpoint:
   three RGB photographs and four greyscale ones (stored as R = G = B, scored on Y like every image).
-- ``embedded_tune`` (``TUNE``): four more greyscale photographs, kept apart so that a threshold can be
-  *set* on images that do not also *score* (``stats.transfer_threshold``).
+- ``embedded_tune`` (``TUNE``): four more greyscale photographs of other scenes, kept apart as a second
+  image set on which the kit replicates its primary claims (``questions.primary_claims(column=...)``).
 
 Validation and tune images are cut into ``TILE`` x ``TILE`` crops (at most ``MAX_TILES`` per photograph,
 spread over it), named ``<photo>_<k>``: more, smaller images average the evaluation over more scenes for
