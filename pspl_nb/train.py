@@ -455,8 +455,12 @@ def _scalar(text: str):
     return text
 
 
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def parse_override(text: str) -> tuple[str, object]:
-    """``key=value`` -> (key, value typed like the RunConfig field); tuples are comma separated."""
+    """``key=value`` -> (key, value typed like the RunConfig field); tuples are comma separated, booleans
+    one of true/false, yes/no, on/off, 1/0. ValueError (one line naming the field) for a value of another type."""
     key, _, value = text.partition("=")
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     if key not in fields:
@@ -465,14 +469,18 @@ def parse_override(text: str) -> tuple[str, object]:
     if value.lower() == "none":
         return key, None
     if isinstance(default, bool):
-        return key, value.lower() in ("1", "true", "yes", "on")
+        if value.lower() not in TRUE + FALSE:
+            raise ValueError(f"--set {text}: RunConfig.{key} is true or false (also yes/no, on/off, 1/0)")
+        return key, value.lower() in TRUE
     if isinstance(default, tuple):
         return key, tuple(_scalar(v) for v in value.split(",") if v)
-    if isinstance(default, int) or key == "eval_limit":
-        return key, int(value)
-    if isinstance(default, float):
-        return key, float(value)
-    return key, value
+    kind = int if isinstance(default, int) or key == "eval_limit" else float if isinstance(default, float) else str
+    try:
+        return key, kind(value)
+    except ValueError:
+        what = {int: "an integer", float: "a number"}[kind]
+        example = default if default is not None else 10
+        raise ValueError(f"--set {text}: RunConfig.{key} must be {what}, e.g. {key}={example}") from None
 
 
 def main(argv=None) -> None:
