@@ -36,9 +36,10 @@ from pspl_nb.data.datasets import EpochBatches
 from pspl_nb.data.device_patches import DevicePatches
 from pspl_nb.evaluate import as_channels, evaluate, to_tensor
 from pspl_nb.models import build_model
+from pspl_nb.preflight import check_data, check_memory
 from pspl_nb.pspl import PSPLLoss, pixel_loss
-from pspl_nb.runs import (atomic_write, code_version, is_finished, load_history, load_model, read_meta,  # noqa: F401
-                          results_root, run_folder, run_lock, save_json, session_entry)
+from pspl_nb.runs import (atomic_write, code_version, is_finished, load_checkpoint, load_history,  # noqa: F401
+                          load_model, read_meta, results_root, run_folder, run_lock, save_json, session_entry)
 
 CHECK_EVERY = 50  # steps between checks for a non-finite loss: one host synchronisation each
 
@@ -194,7 +195,7 @@ def resume(run: Run) -> None:
     """Load ``last.pt`` if there is one: weights, optimiser, history, snapshots and random states."""
     if not run.last.exists():
         return
-    ck = torch.load(run.last, map_location=run.device, weights_only=False)
+    ck = load_checkpoint(run.last, run.device)
     run.model.load_state_dict(ck["model"])
     run.optimizer.load_state_dict(ck["optimizer"])
     run.rows, run.epoch, run.best = ck["history"], ck["epoch"], ck["best"]
@@ -355,10 +356,13 @@ def check_ranks_agree(run: Run) -> None:
         raise RuntimeError(f"{run.c.run_id()}: DDP ranks ended with different weights: {sums}")
 
 
-def write_meta(run: Run, batches: Batches, state: str, sessions: list) -> None:
+def write_meta(run: Run, batches: Batches, state: str, sessions: list, data: dict) -> None:
+    """meta.json: how and where the run was trained, its ``state`` and ``sessions``, and the ``data`` it
+    read (``preflight.data_fingerprint``), which a resume or a later load checks."""
     meta = dict(run_id=run.c.run_id(), state=state, code_version=code_version(), torch=torch.__version__,
                 device=str(run.device), numerics=run.c.numerics(), world_size=run.world, loader=batches.kind,
-                step="compiled model" if run.c.compile else "eager", check_every=CHECK_EVERY, sessions=sessions)
+                step="compiled model" if run.c.compile else "eager", check_every=CHECK_EVERY, sessions=sessions,
+                data=data)
     if state == "finished" and run.world > 1:
         meta["ranks_agree"] = True
     save_json(run.folder / "meta.json", meta)
@@ -385,8 +389,10 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
     folder = run_folder(c, results)
     rank, world = join_process_group(c)
     with run_lock(folder) if rank == 0 else nullcontext():
+        data = check_data(c, folder, data_root, force)  # complete, and what the run trained on before
         if _all_ranks(is_finished(folder) and not force, world):
             return
+        check_memory(c)
         run = build(c, folder, rank, world, data_root, force)
         if world > 1:
             dist.barrier()
@@ -395,7 +401,7 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
         batches, evaluation = Batches(run, data_root), load_evaluation(c, data_root)
         sessions = read_meta(folder).get("sessions", []) + [session_entry(run.epoch)]
         if rank == 0:
-            write_meta(run, batches, "running", sessions)
+            write_meta(run, batches, "running", sessions, data)
         show = (not os.environ.get("CI")) if progress is None else progress
         bar = tqdm(total=c.epochs * c.iters_per_epoch, initial=run.epoch * c.iters_per_epoch, desc=c.run_id(),
                    disable=not show or rank != 0, leave=False)
@@ -406,7 +412,7 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
             run.epoch = epoch + 1
             sessions[-1]["end_epoch"] = run.epoch
             if rank == 0:
-                write_meta(run, batches, "running", sessions)
+                write_meta(run, batches, "running", sessions, data)
                 bar.set_postfix(loss=f"{row['loss']:.3g}", psnr=f"{row.get(f'psnr_{c.val_set}', math.nan):.2f}")
             if world > 1:
                 dist.barrier()
@@ -417,7 +423,7 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
         if world > 1:
             check_ranks_agree(run)
         if rank == 0:
-            write_meta(run, batches, "finished", sessions)
+            write_meta(run, batches, "finished", sessions, data)
         if world > 1:
             dist.barrier()
 
