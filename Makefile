@@ -85,4 +85,4 @@ clean:  ## remove the venv and the CPU profiles' notebook outputs; keeps data/, 
 	@echo "kept every trained run (results/runs, results/rehearse, results/gpu, results/paper): make clean-runs deletes them"
 
 clean-runs:  ## delete every trained run: says how many and how many hours of training, then asks (FORCE=1: no question)
-	@$(PYTHON) -m pspl_nb.housekeeping clean-runs --results results $(if $(FORCE),--force)
+	@$(PYTHON) -m pspl_nb.housekeeping clean-runs --results "$${PSPL_RESULTS:-results}" $(if $(FORCE),--force)

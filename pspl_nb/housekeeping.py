@@ -159,7 +159,8 @@ def clean_runs(results: Path, force: bool = False, answer=None, out=print) -> in
         return 0
     runs = trained_runs(results)
     hours = sum(training_hours(r) for r in runs)
-    out(f"this deletes {len(runs)} trained runs ({hours:.1f} h of training) and the notebook outputs in "
+    counted = f"{len(runs)} trained run{'s' * (len(runs) != 1)}"
+    out(f"this deletes {counted} ({hours:.1f} h of training) and the notebook outputs in "
         + ", ".join(str(f) for f in folders))
     if not force:
         out("type yes to delete them (or run make clean-runs FORCE=1): ", end="")
@@ -169,7 +170,7 @@ def clean_runs(results: Path, force: bool = False, answer=None, out=print) -> in
             return 1
     for folder in folders:
         shutil.rmtree(folder)
-    out(f"deleted {len(runs)} runs")
+    out(f"deleted {counted}")
     return 0
 
 

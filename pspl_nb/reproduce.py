@@ -6,6 +6,7 @@ the notebooks save, and ``timings.csv``. Training runs are cached in ``results/r
 """
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -102,7 +103,12 @@ def main(argv=None) -> None:
     for nb in chosen:
         t0 = time.perf_counter()
         print(f"[{a.profile}] {nb.name} ...", flush=True)
-        out = execute(nb, a.profile, folder / "notebooks")
+        try:
+            out = execute(nb, a.profile, folder / "notebooks")
+        except KeyboardInterrupt:  # Ctrl-C or a time limit: execute has already shut the kernel down
+            print(f"[{a.profile}] {nb.name} stopped; its kernel and the processes it started are gone, finished "
+                  "training runs are kept", file=sys.stderr, flush=True)
+            sys.exit(130)
         to_html(out)
         timings.append(dict(notebook=nb.name, seconds=round(time.perf_counter() - t0, 1)))
         print(f"[{a.profile}] {nb.name} done in {timings[-1]['seconds']} s", flush=True)

@@ -55,7 +55,8 @@ def repo(tmp_path):
 def make(repo: Path, *args, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
     path = f"{repo.parent / 'bin'}{os.pathsep}{os.environ['PATH']}"
     # a fresh make: nothing from the `make test` this may run under (MAKEFLAGS carries its command-line variables)
-    outer = ("PSPL_PROFILE", "PROFILE", "FORCE", "ONLY", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    outer = ("PSPL_PROFILE", "PSPL_RESULTS", "PROFILE", "FORCE", "ONLY", "MAKEFLAGS", "MFLAGS", "MAKELEVEL",
+             "MAKEOVERRIDES")
     base = {k: v for k, v in os.environ.items() if k not in outer}
     env = {**base, "PATH": path, "FAKE_LOG": str(repo.parent / "calls.log"), **(env or {})}
     return subprocess.run(["make", *args], cwd=repo, env=env, input=stdin, capture_output=True, text=True, timeout=60)
@@ -147,10 +148,18 @@ def test_clean_runs_says_what_it_deletes_and_asks(repo, results):
     assert (results / "runs" / "edsr-a").exists()
     assert make(repo, "clean-runs", stdin="no\n").returncode != 0 and (results / "runs").exists()
     yes = make(repo, "clean-runs", stdin="yes\n")
-    assert yes.returncode == 0 and "deleted 3 runs" in yes.stdout
+    assert yes.returncode == 0 and "deleted 3 trained runs" in yes.stdout
     assert not (results / "runs").exists() and not (results / "gpu").exists() and (results / "reference").exists()
 
 
 def test_clean_runs_with_force_does_not_ask(repo, results):
     done = make(repo, "clean-runs", "FORCE=1")
     assert done.returncode == 0 and "type yes" not in done.stdout and not (results / "runs").exists()
+
+
+def test_clean_runs_follows_pspl_results(repo, results, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    trained(elsewhere / "runs", "edsr-z", 7200.0)
+    done = make(repo, "clean-runs", "FORCE=1", env={"PSPL_RESULTS": str(elsewhere)})
+    assert done.returncode == 0 and "this deletes 1 trained run (2.0 h of training)" in done.stdout
+    assert not (elsewhere / "runs").exists() and (results / "runs" / "edsr-a").exists()
