@@ -6,18 +6,35 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-PROFILE ?= cpu
 JOBS    ?= 2
+# The profile: PROFILE given to make, else $PSPL_PROFILE (what README tells JupyterLab users to set), else cpu.
+ifeq ($(origin PROFILE),undefined)
+PROFILE := $(or $(PSPL_PROFILE),cpu)
+endif
+ifneq ($(PSPL_PROFILE),)
+ifneq ($(PSPL_PROFILE),$(PROFILE))
+$(warning *** PROFILE=$(PROFILE) (from the $(origin PROFILE)) is used, NOT PSPL_PROFILE=$(PSPL_PROFILE) from the environment ***)
+endif
+endif
 
 .DEFAULT_GOAL := help
-.PHONY: help env test test-browser reproduce rehearse lab data verify bench reference gallery clean
+.PHONY: help env test test-browser reproduce rehearse lab data verify bench reference gallery clean clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-# The venv is built once; it is rebuilt only when a dependency file changes.
+# The venv is built once; it is rebuilt only when a dependency file changes, or when its Python does not run
+# (deleted, or too old: a venv left by a failed `make env PYTHON=<old python>` is replaced, not reused).
+NEW_ENOUGH := -c 'import sys; sys.exit(sys.version_info < (3, 10))'
 $(STAMP): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if ! $(BIN)/python $(NEW_ENOUGH) 2>/dev/null; then \
+	  if ! $(PYTHON) $(NEW_ENOUGH) 2>/dev/null; then \
+	    echo "Python too old: $(PYTHON) is $$($(PYTHON) --version 2>&1 || echo missing), the kit needs Python 3.10 or newer; run make env PYTHON=python3.11 (or another 3.10+)" >&2; \
+	    exit 1; \
+	  fi; \
+	  if [ -e $(VENV) ]; then echo "$(VENV) does not run Python 3.10+ (broken or made by an older Python): rebuilding it" >&2; rm -rf $(VENV); fi; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
@@ -29,8 +46,8 @@ test: $(STAMP)  ## run the whole test suite (notebooks in the smoke profile incl
 test-browser: $(STAMP)  ## notebook 02's sliders in JupyterLab and headless Chromium (needs /usr/bin/chromium)
 	$(BIN)/python -m pytest tests/test_browser.py -p no:xdist -v
 
-reproduce: $(STAMP)  ## execute every notebook in order; PROFILE=cpu by default
-	$(BIN)/python -m pspl_nb.reproduce --profile $(PROFILE)
+reproduce: $(STAMP)  ## execute every notebook in order; PROFILE=cpu by default (or PSPL_PROFILE); ONLY="03 05" runs some
+	$(BIN)/python -m pspl_nb.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
 rehearse: $(STAMP)  ## the gpu path end to end on an offline DIV2K stand-in, in minutes; projects the gpu/paper times
 	$(BIN)/python -m pspl_nb.rehearse
@@ -63,5 +80,9 @@ gallery:  ## copy README's figures from results/$(PROFILE)/figures (after make r
 	@for f in 02_pspl_explained 04_race; do test ! -f results/browser/$$f.png || cp results/browser/$$f.png docs/gallery/browser_$$f.png; done
 	@echo "docs/gallery updated from results/$(PROFILE) and results/browser"
 
-clean:  ## remove the venv and generated results (keeps data/ downloads and results/reference)
-	rm -rf $(VENV) results/smoke results/cpu results/cpu_long results/gpu results/paper results/runs results/rehearse .pytest_cache
+clean:  ## remove the venv and the CPU profiles' notebook outputs; keeps data/, results/reference and every trained run
+	rm -rf $(VENV) .pytest_cache results/smoke results/cpu results/cpu_long
+	@echo "kept every trained run (results/runs, results/rehearse, results/gpu, results/paper): make clean-runs deletes them"
+
+clean-runs:  ## delete every trained run: says how many and how many hours of training, then asks (FORCE=1: no question)
+	@$(PYTHON) -m pspl_nb.housekeeping clean-runs --results "$${PSPL_RESULTS:-results}" $(if $(FORCE),--force)

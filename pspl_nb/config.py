@@ -7,6 +7,7 @@ names the run's folder, and loading the JSON gives an equal object. Profiles (``
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +148,13 @@ class RunConfig:
 
     @classmethod
     def load(cls, path) -> "RunConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """The RunConfig saved at ``path``; ValueError (one line naming the file) when the file is not one."""
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path} is not a valid RunConfig ({type(e).__name__}: {e}); restore it with "
+                             f"config.save(path) from the RunConfig whose run_id() is {Path(path).parent.name}, "
+                             "or retrain that config with force=True") from None
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -207,8 +214,18 @@ def describe_grid(configs) -> str:
                                    "Not the paper's setting (DIV2K, full models, 300 x 1000 it x batch 16)."))
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def validate(c: RunConfig) -> None:
-    """Raise ValueError with one line naming the first invalid field of ``c``."""
+    """Raise ValueError with one line, ``RunConfig.<field>=<value>: <what is allowed>``, naming the first
+    invalid field of ``c``: its type first, then its range, then how fields must agree."""
+    from pspl_nb.data.sources import DATASET_KEYS, SCALES, SET_NAMES
     from pspl_nb.models import MODEL_CARDS, MODELS
     from pspl_nb.pspl import BASES, SSIM_MODES, check_schedule
     from pspl_nb.ssim import MOMENTS
@@ -216,8 +233,33 @@ def validate(c: RunConfig) -> None:
     def bad(name, why):
         raise ValueError(f"RunConfig.{name}={getattr(c, name)!r}: {why}")
 
+    # types: what a field holds must be what the code that reads it expects
+    for name in ("scale", "patch", "batch", "iters_per_epoch", "epochs"):
+        if not (_is_int(getattr(c, name)) and getattr(c, name) > 0):
+            bad(name, "must be a positive integer")
+    for name in ("seed", "workers"):
+        if not (_is_int(getattr(c, name)) and getattr(c, name) >= 0):
+            bad(name, "must be an integer >= 0")
+    if c.eval_limit is not None and not (_is_int(c.eval_limit) and c.eval_limit >= 1):
+        bad("eval_limit", "must be None (every image) or an integer >= 1")
+    for name in ("rgb_range", "lr", "lr_mult", "adam_beta2", "lr_decay", "warmup_epochs", "gamma", "mu", "alpha",
+                 "beta"):
+        if not _is_number(getattr(c, name)):
+            bad(name, "must be a finite number")
+    for name in ("amp", "channels_last", "compile"):
+        if not isinstance(getattr(c, name), bool):
+            bad(name, "must be True or False")
+    if not (isinstance(c.milestones, tuple) and all(_is_int(m) and m > 0 for m in c.milestones)):
+        bad("milestones", "must be a tuple of epochs (positive integers) at which the lr decays, e.g. (200,)")
+    if not (isinstance(c.attention_steps, tuple) and all(_is_number(a) and a >= 0 for a in c.attention_steps)):
+        bad("attention_steps", "must be a tuple of ages in epochs (numbers >= 0), e.g. (0.5, 1, 2)")
+    for name in ("eval_sets", "test_sets"):
+        sets = getattr(c, name)
+        if not (isinstance(sets, tuple) and all(s in SET_NAMES for s in sets)):
+            bad(name, f"must be a tuple of set names from {SET_NAMES}")
+    # values
     choices = {"model": tuple(MODELS), "size": ("full", "tiny"), "channels": ("rgb", "y"),
-               "dataset": ("div2k", "embedded"), "base": BASES, "weighting": WEIGHTINGS, "ssim": SSIM_MODES,
+               "dataset": tuple(DATASET_KEYS), "base": BASES, "weighting": WEIGHTINGS, "ssim": SSIM_MODES,
                "padding": ("zeros", "reflect"), "moments": MOMENTS, "device": ("auto", "cpu", "cuda", "mps"),
                "loader": LOADERS, "optimizer": OPTIMIZERS}
     for name, allowed in choices.items():
@@ -227,9 +269,12 @@ def validate(c: RunConfig) -> None:
     if c.scale not in scales:
         why = " (LapSRN upsamples in x2 levels)" if c.model == "lapsrn" else ""
         bad("scale", f"{c.model} supports scales {scales}{why}")
-    for name in ("patch", "batch", "iters_per_epoch", "epochs"):
-        if not (isinstance(getattr(c, name), int) and getattr(c, name) > 0):
-            bad(name, "must be a positive integer")
+    if c.scale not in SCALES:
+        train_set = DATASET_KEYS[c.dataset][0]
+        bad("scale", f"{c.model} can upsample x{c.scale}, but the kit's data sets ship LR images at x"
+                     f"{', x'.join(map(str, SCALES))} only; x{c.scale} needs <data>/{train_set}/LR_bicubic/X{c.scale}/"
+                     f"<stem>x{c.scale}.png (MATLAB bicubic of each HR image, pspl_nb.resize.imresize_uint8) for "
+                     f"training and the same for every evaluation set")
     for name in ("lr", "lr_mult", "rgb_range"):
         if not getattr(c, name) > 0:
             bad(name, "must be > 0")
@@ -239,22 +284,18 @@ def validate(c: RunConfig) -> None:
         bad("lr_decay", "must be in (0, 1]")
     if c.warmup_epochs < 0:
         bad("warmup_epochs", "must be >= 0")
-    if not isinstance(c.lr_ramp, tuple) or not all(isinstance(m, (int, float)) and m >= 0 for m in c.lr_ramp):
+    if not isinstance(c.lr_ramp, tuple) or not all(_is_number(m) and m >= 0 for m in c.lr_ramp):
         bad("lr_ramp", "must be a tuple of lr multipliers >= 0, one per tenth of an epoch")
-    if c.eval_limit is not None and c.eval_limit < 1:
-        bad("eval_limit", "must be None or >= 1")
+    if not c.eval_sets:
+        bad("eval_sets", "must name at least one set (val_set among them)")
     if c.val_set not in c.eval_sets:
         bad("val_set", f"must be one of eval_sets {c.eval_sets}")
     if c.val_set in TEST_SETS:
         bad("val_set", f"{TEST_SETS} are test sets; selecting the best epoch on them leaks the test")
-    if not isinstance(c.eval_sets, tuple) or not isinstance(c.test_sets, tuple):
-        bad("eval_sets" if not isinstance(c.eval_sets, tuple) else "test_sets", "must be a tuple of set names")
-    if c.workers < 0:
-        bad("workers", "must be >= 0")
     try:
-        check_schedule(c.gamma, c.alpha, c.beta)
+        check_schedule(c.gamma, c.alpha, c.beta)  # PSPL's own rules for its schedule
     except ValueError as e:
-        raise ValueError(f"RunConfig: {e}") from None
+        bad(next((f for f in ("gamma", "alpha", "beta") if f"{f}=" in str(e)), "alpha"), str(e).removeprefix("PSPL: "))
 
 
 TEST_SETS = ("Set5", "Set14", "B100", "Urban100")

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from pspl_nb.config import SEEDS, RunConfig, profile, resolve_device
 from pspl_nb.models import MODEL_CARDS
+from pspl_nb.processes import exit_with_parent
 from pspl_nb.runs import load_history, run_folder
 from pspl_nb.train import NonFiniteLoss, train
 
@@ -80,8 +81,11 @@ def train_or_diverged(c: RunConfig, results=None, data_root=None, progress=None)
 
 # ---- running a grid --------------------------------------------------------------------------------------
 
-def _claim_slot(counter, gpus: tuple) -> None:
-    """Worker initialiser: the k-th worker process takes GPU ``gpus[k % len(gpus)]`` (before CUDA starts)."""
+def _claim_slot(counter, gpus: tuple, parent: int | None = None) -> None:
+    """Worker initialiser: the k-th worker process takes GPU ``gpus[k % len(gpus)]`` (before CUDA starts),
+    and exits when ``parent`` (the pid of the process running the grid) dies."""
+    if parent is not None:
+        exit_with_parent(parent)
     with counter.get_lock():
         k = counter.value
         counter.value += 1
@@ -109,7 +113,9 @@ def run_grid(configs, jobs="auto", results=None, data_root=None, progress=None, 
         DataFrame with ``ID_COLUMNS`` then the history columns (epoch, psnr_<set>, ...).
     """
     unique = list({c.run_id(): c for c in configs}.values())
-    cuda = bool(unique) and resolve_device(unique[0].device).type == "cuda"
+    if not unique:
+        raise ValueError("run_grid: no configs to run")
+    cuda = resolve_device(unique[0].device).type == "cuda"
     if gpus is None:
         gpus = tuple(range(torch.cuda.device_count())) if cuda else ()
     if jobs == "auto":
@@ -128,7 +134,7 @@ def run_grid(configs, jobs="auto", results=None, data_root=None, progress=None, 
             # spawn: a forked child would inherit this process's torch thread pool (and CUDA state) and hang
             ctx = get_context("spawn")
             with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_claim_slot,
-                                     initargs=(ctx.Value("i", 0), tuple(gpus))) as pool:
+                                     initargs=(ctx.Value("i", 0), tuple(gpus), os.getpid())) as pool:
                 for table in pool.map(_run, work):
                     tables.append(table)
                     bar.update(1)
@@ -179,7 +185,7 @@ def probe_concurrency(c: RunConfig, candidates=(1, 2, 4, 8), steps: int = 50, wa
     pace = {}
     for n in candidates:
         barrier = ctx.Manager().Barrier(n)
-        with ProcessPoolExecutor(n, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             seconds = list(pool.map(_probe_worker, [(c, steps, warmup, barrier)] * n))
         pace[n] = n * steps / max(seconds)
     best = candidates[0]
@@ -263,6 +269,13 @@ def table1_grid(profile_name: str, seeds=None, scale: int = 4) -> list:
 GRIDS = {"critical": dict(groups=("design",))}
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of seeds >= 1")
+    return int(text)
+
+
 def main(argv=None) -> None:
     from pspl_nb.config import PROFILES
 
@@ -271,7 +284,7 @@ def main(argv=None) -> None:
     p.add_argument("--profile", default="cpu", choices=tuple(PROFILES))
     p.add_argument("--grid", default="critical", choices=(*GRIDS, "table1", "reference"),
                    help="reference: the committed grid of --profile (pspl_nb.committed), both stages")
-    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the profile's)")
+    p.add_argument("--seeds", type=_positive, default=None, help="seeds 0..N-1 (default: the profile's)")
     p.add_argument("--jobs", default="auto", help="parallel processes, or auto")
     p.add_argument("--slurm", nargs="*", metavar="KEY=VALUE", default=None,
                    help="submit to SLURM via submitit instead, e.g. --slurm slurm_partition=gpu gpus_per_node=1")
@@ -279,6 +292,9 @@ def main(argv=None) -> None:
     out.add_argument("--out", help="CSV path for the tidy histories")
     out.add_argument("--reference-dir", help="write <dir>/<grid>_histories.csv and its provenance.json entry")
     a = p.parse_args(argv)
+    if a.out and not os.path.isdir(os.path.dirname(os.path.abspath(a.out))):
+        # checked now, not after the grid has trained for hours
+        p.error(f"--out {a.out}: the folder {os.path.dirname(os.path.abspath(a.out))} does not exist; create it first")
     seeds = None if a.seeds is None else range(a.seeds)
     if a.grid == "reference":
         return _reference(a, argv)

@@ -6,12 +6,14 @@ the notebooks save, and ``timings.csv``. Training runs are cached in ``results/r
 """
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from pspl_nb.config import PROFILES
+from pspl_nb.processes import raise_on_sigterm
 from pspl_nb.train import results_root
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -29,6 +31,8 @@ def execute(path: Path, profile: str, out_dir: Path, timeout: int | None = None)
     opens or updates (slider values, the figure an Output widget last captured) and papermill writes that
     record to ``metadata.widgets["application/vnd.jupyter.widget-state+json"]``, which ``to_html`` embeds.
     A failing cell raises ``papermill.PapermillExecutionError``; the partly executed copy is still written.
+    The kernel is shut down when the notebook ends, however it ends: politely after the last cell, at once
+    (with every process it started, such as ``run_grid``'s workers) when interrupted or failed.
     """
     import shutil
     import tempfile
@@ -43,15 +47,20 @@ def execute(path: Path, profile: str, out_dir: Path, timeout: int | None = None)
     # binding and releasing it, so another process (a second kernel, torchrun) can take it in between and a
     # lost reply leaves the client waiting for ever.
     sockets = tempfile.mkdtemp(prefix="pspl-kernel-")
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+    finished = False
     try:
         papermill.execute_notebook(str(path), str(out), parameters={"PROFILE": profile}, kernel_name="python3",
-                                   cwd=str(path.parent), progress_bar=False, execution_timeout=timeout,
-                                   km=KernelManager(kernel_name="python3", transport="ipc",
-                                                    ip=os.path.join(sockets, "kernel")),
+                                   cwd=str(path.parent), progress_bar=False, execution_timeout=timeout, km=km,
                                    # nbclient's default, stated: the HTML needs it, and so does nbclient's stand-in
                                    # for the Output widget (with False, notebook 02's explorer cell never finishes)
                                    store_widget_state=True)
+        finished = True
     finally:
+        # papermill shuts down only the kernels it creates; this one would live until the command ends.
+        # now=True kills the kernel's process group: the kernel and every process it started.
+        if km.has_kernel:
+            km.shutdown_kernel(now=not finished)
         shutil.rmtree(sockets, ignore_errors=True)
     return out
 
@@ -77,17 +86,29 @@ def to_html(executed: Path) -> Path:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m pspl_nb.reproduce", description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default="cpu", choices=tuple(PROFILES))
+    p.add_argument("--profile", default=os.environ.get("PSPL_PROFILE") or "cpu",
+                   help=f"one of {', '.join(PROFILES)} (default: $PSPL_PROFILE, else cpu)")
     p.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 02 03")
     a = p.parse_args(argv)
+    if a.profile not in PROFILES:
+        p.error(f"--profile {a.profile!r} (or PSPL_PROFILE): expected one of {', '.join(PROFILES)}")
+    chosen = [nb for nb in notebooks() if not a.only or any(nb.name.startswith(x) for x in a.only)]
+    unknown = [x for x in a.only or () if not any(nb.name.startswith(x) for nb in notebooks())]
+    if unknown or not chosen:
+        p.error(f"--only {' '.join(unknown or a.only)}: no notebook starts with that; the notebooks are "
+                + ", ".join(nb.stem for nb in notebooks()))
+    raise_on_sigterm()  # a time limit's SIGTERM shuts the kernel down as Ctrl-C does
     folder = results_root() / a.profile
     timings = []
-    for nb in notebooks():
-        if a.only and not any(nb.name.startswith(x) for x in a.only):
-            continue
+    for nb in chosen:
         t0 = time.perf_counter()
         print(f"[{a.profile}] {nb.name} ...", flush=True)
-        out = execute(nb, a.profile, folder / "notebooks")
+        try:
+            out = execute(nb, a.profile, folder / "notebooks")
+        except KeyboardInterrupt:  # Ctrl-C or a time limit: execute has already shut the kernel down
+            print(f"[{a.profile}] {nb.name} stopped; its kernel and the processes it started are gone, finished "
+                  "training runs are kept", file=sys.stderr, flush=True)
+            sys.exit(130)
         to_html(out)
         timings.append(dict(notebook=nb.name, seconds=round(time.perf_counter() - t0, 1)))
         print(f"[{a.profile}] {nb.name} done in {timings[-1]['seconds']} s", flush=True)

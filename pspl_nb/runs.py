@@ -15,14 +15,20 @@ Each run lives in ``<results>/runs/<run_id>/``::
 Two processes asked for the same run (two notebooks, a grid with a duplicate, two GPUs) never both train
 it: the first takes the folder's lock, the second waits for it and then loads the finished run (or resumes
 it, if the first died). Every file is written under a unique temporary name and renamed into place, so a
-kill leaves the old file or the new one, never half of one.
+kill leaves the old file or the new one, never half of one; the temporary file a kill leaves behind is
+removed by the next process that takes the lock. A finished run in a read-only results folder loads
+without the lock. A file that is damaged, missing or cannot be written (a full disk) gives one line
+naming it and what to do.
 """
+import errno
 import json
 import os
+import pickle
+import shutil
 import socket
 import subprocess
 import sys
-import uuid
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,7 +37,14 @@ import torch
 from filelock import FileLock, Timeout
 
 from pspl_nb.config import RunConfig
+from pspl_nb.housekeeping import sweep, temp_name
 from pspl_nb.models import build_model
+
+FULL_BELOW_BYTES = 1 << 20  # a write that fails with less than this free on its disk failed for lack of space
+
+
+class DiskFullError(OSError):
+    """A run file could not be written for lack of disk space; the previous version of the file is intact."""
 
 
 def results_root() -> Path:
@@ -61,14 +74,45 @@ def code_version() -> str:
 def atomic_write(path: Path, write) -> None:
     """``write(tmp_path)`` then rename over ``path``: a kill leaves either the old file or the new one.
 
-    The temporary name is unique per call, so two writers can never interleave inside one temporary file.
+    The temporary name is unique per call, so two writers can never interleave inside one temporary file,
+    and names its writer (``housekeeping.temp_name``), so what a killed writer left is recognised later.
+    Raises DiskFullError (one line: the file, the space free and needed) when the disk filled up, whether
+    the writer reports it as ``ENOSPC`` or, as ``torch.save`` does, as a RuntimeError without the cause.
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(temp_name(path.name))
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as err:
+        full = _disk_full_message(err, path, tmp)
+        if full:
+            raise _with_errno(DiskFullError(full), errno.ENOSPC) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _with_errno(err: OSError, code: int) -> OSError:
+    """``err`` with ``errno`` set and its message left alone (``OSError(code, text)`` would print "[Errno n]")."""
+    err.errno = code
+    return err
+
+
+def _disk_full_message(err: Exception, path: Path, tmp: Path) -> str | None:
+    """The one-line report of a write of ``path`` that failed for lack of space, None when that is not why."""
+    try:  # measured before the partial file is deleted: what it holds is what the disk had left
+        free = shutil.disk_usage(path.parent).free
+        written = tmp.stat().st_size if tmp.exists() else 0
+    except OSError:
+        return None
+    no_space = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not no_space and free >= FULL_BELOW_BYTES:
+        return None
+    before = path.stat().st_size if path.exists() else 0
+    kept = f"; the previous {path.name} is intact" if path.exists() else ""
+    return (f"{path}: disk full ({free:,} bytes free on the disk of {path.parent} after writing {written:,} bytes "
+            f"of it; it needs about {max(written, before):,}): free some space or set PSPL_RESULTS to a larger "
+            f"disk, then run again{kept}")
 
 
 def save_json(path: Path, obj) -> None:
@@ -76,13 +120,26 @@ def save_json(path: Path, obj) -> None:
 
 
 def read_meta(folder: Path) -> dict:
-    """``meta.json`` of a run folder, {} if there is none yet."""
+    """``meta.json`` of a run folder, {} if there is none yet; ValueError naming the file if it is damaged."""
     path = folder / "meta.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+        if isinstance(meta, dict):
+            return meta
+        problem = f"holds a JSON {type(meta).__name__}, not an object"
+    except (ValueError, UnicodeDecodeError) as e:
+        problem = f"is not valid JSON ({e})"
+    raise ValueError(f"{path} {problem}: delete it, and the next train(config) of this run resumes from last.pt "
+                     "and writes it again")
 
 
 def is_finished(folder: Path) -> bool:
     return read_meta(folder).get("state") == "finished"
+
+
+_HELD = set()  # (run folder, thread) of every run lock this process holds
 
 
 @contextmanager
@@ -90,20 +147,49 @@ def run_lock(folder: Path, quiet: bool = False):
     """Hold ``<folder>/.lock`` for the body; if another process holds it, say so and wait for it.
 
     The lock is an OS file lock (``filelock``): it is released when its holder exits, even by SIGKILL, so a
-    crashed run never blocks the next attempt, which then resumes from ``last.pt``.
+    crashed run never blocks the next attempt, which then resumes from ``last.pt``; the temporary files
+    such a crash left are removed once the lock is taken. A finished run in a folder where the lock cannot
+    be created (read-only results) is entered without it: nothing will be written. Raises RuntimeError when
+    this thread already holds the lock (a ``train_epochs`` generator of the run left open), PermissionError
+    when an unfinished run's folder is not writable.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(folder / ".lock")
+    key = (os.path.realpath(folder), threading.get_ident())
+    if key in _HELD:
+        raise RuntimeError(f"{folder.name} is already open in this thread: a train_epochs generator of this run "
+                           "was left unfinished (a stopped loop or race); call its .close() or run it to the end "
+                           "first, or restart the kernel")
+    lock = _acquire(folder, quiet)
+    _HELD.add(key)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if not quiet:
-            print(f"{folder.name}: another process is training this run; waiting for it", file=sys.stderr)
-        lock.acquire()
-    try:
+        if lock is not None:
+            sweep(folder)  # what killed writers of this run left: every writer is gone while we hold the lock
         yield
     finally:
-        lock.release()
+        _HELD.discard(key)
+        if lock is not None:
+            lock.release()
+
+
+def _acquire(folder: Path, quiet: bool) -> FileLock | None:
+    """The folder's lock, acquired (waiting for another holder); None for a finished run that cannot be locked."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if not quiet:
+                print(f"{folder.name}: another process is training this run; waiting for it", file=sys.stderr)
+            lock.acquire()
+        return lock
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        if is_finished(folder):
+            return None
+        raise _with_errno(PermissionError(f"{folder}: cannot write there ({err.strerror}), so this unfinished run "
+                                          "cannot train; set PSPL_RESULTS (or results=) to a writable folder"),
+                          err.errno) from None
 
 
 def session_entry(start_epoch: int) -> dict:
@@ -112,10 +198,35 @@ def session_entry(start_epoch: int) -> dict:
 
 
 def load_history(folder: Path) -> pd.DataFrame:
-    """The ``history.csv`` of a run folder, with ``attrs`` run_dir and config."""
-    h = pd.read_csv(folder / "history.csv")
+    """The ``history.csv`` of a run folder, with ``attrs`` run_dir and config; a missing or damaged file
+    gives one line naming it."""
+    path = folder / "history.csv"
+    try:
+        h = pd.read_csv(path)
+    except FileNotFoundError:
+        if is_finished(folder):
+            raise FileNotFoundError(f"{path} is missing although meta.json says the run finished: restore it, or "
+                                    "retrain the run with force=True (--force)") from None
+        raise FileNotFoundError(f"{path} is missing: the run has not finished an epoch yet") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is damaged ({type(e).__name__}: {e}): restore it, or retrain the run with "
+                         "force=True (--force)") from None
     h.attrs.update(run_dir=str(folder), config=RunConfig.load(folder / "config.json"))
     return h
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    """A run's checkpoint (``last.pt``, ``best.pt``) as saved, tensors on ``device``.
+
+    Raises FileNotFoundError when it is not there, ValueError (one line naming the file and the fix) when
+    it does not load: truncated, emptied or overwritten.
+    """
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        why = (str(e).splitlines() or [""])[0]
+        raise ValueError(f"{path} is damaged and does not load ({type(e).__name__}: {why}): delete it; without "
+                         "last.pt a run trains again from epoch 0 (force=True retrains from scratch)") from None
 
 
 def load_model(c: RunConfig, which: str = "best", results=None, device="cpu") -> torch.nn.Module:
@@ -124,5 +235,5 @@ def load_model(c: RunConfig, which: str = "best", results=None, device="cpu") ->
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: train(config) first")
     model = build_model(c.model, c.scale, c.size, 1 if c.channels == "y" else 3, c.rgb_range)
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
+    model.load_state_dict(load_checkpoint(path, device)["model"])
     return model.to(device).eval()

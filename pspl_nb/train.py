@@ -36,9 +36,10 @@ from pspl_nb.data.datasets import EpochBatches
 from pspl_nb.data.device_patches import DevicePatches
 from pspl_nb.evaluate import as_channels, evaluate, to_tensor
 from pspl_nb.models import build_model
+from pspl_nb.preflight import check_data, check_memory
 from pspl_nb.pspl import PSPLLoss, pixel_loss
-from pspl_nb.runs import (atomic_write, code_version, is_finished, load_history, load_model, read_meta,  # noqa: F401
-                          results_root, run_folder, run_lock, save_json, session_entry)
+from pspl_nb.runs import (atomic_write, code_version, is_finished, load_checkpoint, load_history,  # noqa: F401
+                          load_model, read_meta, results_root, run_folder, run_lock, save_json, session_entry)
 
 CHECK_EVERY = 50  # steps between checks for a non-finite loss: one host synchronisation each
 BLOCKS = 10  # per epoch, rows of updates.csv: Adam's step size is followed at a tenth of an epoch
@@ -209,7 +210,7 @@ def resume(run: Run) -> None:
     """Load ``last.pt`` if there is one: weights, optimiser, history, snapshots and random states."""
     if not run.last.exists():
         return
-    ck = torch.load(run.last, map_location=run.device, weights_only=False)
+    ck = load_checkpoint(run.last, run.device)
     run.model.load_state_dict(ck["model"])
     run.optimizer.load_state_dict(ck["optimizer"])
     run.rows, run.epoch, run.best = ck["history"], ck["epoch"], ck["best"]
@@ -425,10 +426,14 @@ def check_ranks_agree(run: Run) -> None:
         raise RuntimeError(f"{run.c.run_id()}: DDP ranks ended with different weights: {sums}")
 
 
-def write_meta(run: Run, batches: Batches, state: str, sessions: list, diverged: str | None = None) -> None:
+def write_meta(run: Run, batches: Batches, state: str, sessions: list, data: dict,
+               diverged: str | None = None) -> None:
+    """meta.json: how and where the run was trained, its ``state`` and ``sessions``, the ``data`` it read
+    (``preflight.data_fingerprint``), which a resume or a later load checks, and why it ``diverged``."""
     meta = dict(run_id=run.c.run_id(), state=state, code_version=code_version(), torch=torch.__version__,
                 device=str(run.device), numerics=run.c.numerics(), world_size=run.world, loader=batches.kind,
-                step="compiled model" if run.c.compile else "eager", check_every=CHECK_EVERY, sessions=sessions)
+                step="compiled model" if run.c.compile else "eager", check_every=CHECK_EVERY, sessions=sessions,
+                data=data)
     if diverged:
         meta["diverged"] = diverged
     if state == "finished" and run.world > 1:
@@ -457,10 +462,12 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
     folder = run_folder(c, results)
     rank, world = join_process_group(c)
     with run_lock(folder) if rank == 0 else nullcontext():
+        data = check_data(c, folder, data_root, force)  # complete, and what the run trained on before
         if _all_ranks(is_finished(folder) and not force, world):
             return
         if read_meta(folder).get("state") == "diverged" and not force:
             raise NonFiniteLoss(f"{read_meta(folder)['diverged']} (recorded earlier; force=True trains it again)")
+        check_memory(c)
         run = build(c, folder, rank, world, data_root, force)
         if world > 1:
             dist.barrier()
@@ -469,7 +476,7 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
         batches, evaluation = Batches(run, data_root), load_evaluation(c, data_root)
         sessions = read_meta(folder).get("sessions", []) + [session_entry(run.epoch)]
         if rank == 0:
-            write_meta(run, batches, "running", sessions)
+            write_meta(run, batches, "running", sessions, data)
         show = (not os.environ.get("CI")) if progress is None else progress
         bar = tqdm(total=c.epochs * c.iters_per_epoch, initial=run.epoch * c.iters_per_epoch, desc=c.run_id(),
                    disable=not show or rank != 0, leave=False)
@@ -479,13 +486,13 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
                 steps = train_epoch(run, batches, epoch, bar)  # ends with a synchronising finiteness check
             except NonFiniteLoss as e:
                 if rank == 0:
-                    write_meta(run, batches, "diverged", sessions, diverged=str(e))
+                    write_meta(run, batches, "diverged", sessions, data, diverged=str(e))
                 raise
             row = close_epoch(run, epoch, steps, evaluation, started, time.perf_counter() - started)
             run.epoch = epoch + 1
             sessions[-1]["end_epoch"] = run.epoch
             if rank == 0:
-                write_meta(run, batches, "running", sessions)
+                write_meta(run, batches, "running", sessions, data)
                 bar.set_postfix(loss=f"{row['loss']:.3g}", psnr=f"{row.get(f'psnr_{c.val_set}', math.nan):.2f}")
             if world > 1:
                 dist.barrier()
@@ -496,7 +503,7 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
         if world > 1:
             check_ranks_agree(run)
         if rank == 0:
-            write_meta(run, batches, "finished", sessions)
+            write_meta(run, batches, "finished", sessions, data)
         if world > 1:
             dist.barrier()
 
@@ -534,8 +541,12 @@ def _scalar(text: str):
     return text
 
 
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def parse_override(text: str) -> tuple[str, object]:
-    """``key=value`` -> (key, value typed like the RunConfig field); tuples are comma separated."""
+    """``key=value`` -> (key, value typed like the RunConfig field); tuples are comma separated, booleans
+    one of true/false, yes/no, on/off, 1/0. ValueError (one line naming the field) for a value of another type."""
     key, _, value = text.partition("=")
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     if key not in fields:
@@ -544,14 +555,18 @@ def parse_override(text: str) -> tuple[str, object]:
     if value.lower() == "none":
         return key, None
     if isinstance(default, bool):
-        return key, value.lower() in ("1", "true", "yes", "on")
+        if value.lower() not in TRUE + FALSE:
+            raise ValueError(f"--set {text}: RunConfig.{key} is true or false (also yes/no, on/off, 1/0)")
+        return key, value.lower() in TRUE
     if isinstance(default, tuple):
         return key, tuple(_scalar(v) for v in value.split(",") if v)
-    if isinstance(default, int) or key == "eval_limit":
-        return key, int(value)
-    if isinstance(default, float):
-        return key, float(value)
-    return key, value
+    kind = int if isinstance(default, int) or key == "eval_limit" else float if isinstance(default, float) else str
+    try:
+        return key, kind(value)
+    except ValueError:
+        what = {int: "an integer", float: "a number"}[kind]
+        example = default if default is not None else 10
+        raise ValueError(f"--set {text}: RunConfig.{key} must be {what}, e.g. {key}={example}") from None
 
 
 def main(argv=None) -> None:

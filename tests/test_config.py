@@ -137,3 +137,63 @@ def test_footnotes_say_when_div2k_is_a_stand_in(tmp_path, monkeypatch):
     (tmp_path / "DIV2K_train").mkdir()
     (tmp_path / "DIV2K_train" / STANDIN_MARKER).write_text("{}")
     assert "stand-in (NOT DIV2K" in c.describe() and "on DIV2K:" not in c.describe()
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(batch=True), "RunConfig.batch=True: must be a positive integer"),
+    (dict(seed="a"), "RunConfig.seed='a': must be an integer >= 0"),
+    (dict(seed=-1), "RunConfig.seed=-1: must be an integer >= 0"),
+    (dict(epochs=2.5), "RunConfig.epochs=2.5: must be a positive integer"),
+    (dict(scale=2.0), "RunConfig.scale=2.0: must be a positive integer"),
+    (dict(eval_limit=2.5), "RunConfig.eval_limit=2.5: must be None (every image) or an integer >= 1"),
+    (dict(mu=float("nan")), "RunConfig.mu=nan: must be a finite number"),
+    (dict(gamma="abc"), "RunConfig.gamma='abc': must be a finite number"),
+    (dict(lr=float("inf")), "RunConfig.lr=inf: must be a finite number"),
+    (dict(amp="yes"), "RunConfig.amp='yes': must be True or False"),
+    (dict(milestones=5), "RunConfig.milestones=5: must be a tuple of epochs (positive integers) at which the lr"),
+    (dict(milestones=("abc",)), "RunConfig.milestones=('abc',): must be a tuple of epochs"),
+    (dict(attention_steps=(1, -2)), "RunConfig.attention_steps=(1, -2): must be a tuple of ages in epochs"),
+    (dict(eval_sets=("Set6",), val_set="Set6"), "RunConfig.eval_sets=('Set6',): must be a tuple of set names"),
+    (dict(workers=-1), "RunConfig.workers=-1: must be an integer >= 0"),
+    (dict(gamma=-2.0), "RunConfig.gamma=-2.0: gamma=-2.0 must be finite and >= 0"),
+])
+def test_python_users_get_the_command_lines_one_line_errors(changes, message):
+    """Wrong types and values fail where the config is made, naming the field, the value and what is allowed."""
+    with pytest.raises(ValueError) as err:
+        RunConfig(**changes)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_scale_no_data_set_ships_is_refused_with_the_data_it_needs():
+    with pytest.raises(ValueError) as err:
+        RunConfig(model="lapsrn", scale=8)
+    assert str(err.value).startswith("RunConfig.scale=8: lapsrn can upsample x8, but the kit's data sets ship LR "
+                                     "images at x2, x3, x4 only; x8 needs <data>/DIV2K_train/LR_bicubic/X8/")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("amp=maybe", "--set amp=maybe: RunConfig.amp is true or false (also yes/no, on/off, 1/0)"),
+    ("epochs=2.5", "--set epochs=2.5: RunConfig.epochs must be an integer, e.g. epochs=300"),
+    ("gamma=abc", "--set gamma=abc: RunConfig.gamma must be a number, e.g. gamma=2.0"),
+    ("eval_limit=2.5", "--set eval_limit=2.5: RunConfig.eval_limit must be an integer, e.g. eval_limit=10"),
+])
+def test_overrides_of_the_wrong_type_name_the_field(text, message):
+    with pytest.raises(ValueError) as err:
+        parse_override(text)
+    assert str(err.value) == message
+    assert parse_override("amp=off") == ("amp", False) and parse_override("compile=False") == ("compile", False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "RunConfig.seed=-1: must be an integer >= 0"),
+    (["--set", "amp=maybe"], "--set amp=maybe: RunConfig.amp is true or false"),
+    (["--set", "milestones=abc"], "RunConfig.milestones=('abc',): must be a tuple of epochs"),
+    (["--model", "lapsrn", "--set", "scale=8"], "RunConfig.scale=8: lapsrn can upsample x8"),
+])
+def test_the_command_line_blames_the_right_setting_before_training(args, message, capsys):
+    from pspl_nb.train import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and message in err and "RunConfig.patch" not in err

@@ -2,17 +2,20 @@
 HTTP servers on 127.0.0.1.
 
 The servers serve archives the tests build in memory. They honour ``Range: bytes=N-`` (answering 206) and
-can instead answer 404, cut the connection after 60 % of the body, stall, ignore Range, or run a check in
-the middle of the body.
+can instead answer 404, cut the connection after 60 % of the body, stall, hang, ignore Range, answer an HTML
+page, or run a check in the middle of the body.
 """
 import collections
 import dataclasses
+import errno
 import hashlib
 import io
 import json
 import re
 import socket
 import stat
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -93,11 +96,15 @@ class Handler(BaseHTTPRequestHandler):
         # Recorded before sending: the client may be done before this thread gets to run again.
         self.server.hits.append(Hit(self.path, asked, 206 if start else 200, sent))
         self.send_response(206 if start else 200)
-        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Type", "text/html; charset=utf-8" if kind == "html" else "application/octet-stream")
         self.send_header("Content-Length", str(len(part)))
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.end_headers()
+        if kind == "hang":  # headers, then silence
+            self.wfile.flush()
+            time.sleep(5.0)
+            return
         if hook is not None:
             self.wfile.write(part[: sent // 2])
             self.wfile.flush()
@@ -118,8 +125,9 @@ class Server:
     """A live server; ``serve(path, body, kind="ok", hook=None)`` queues a response for a route.
 
     Responses of a route are used in order, the last one repeating. kind "ok" honours Range; "cut" sends
-    60 % of what it answers and closes; "stall" sends half and then nothing for 1 s; "norange" ignores
-    Range and sends the whole body. Unknown routes answer 404. ``hits``: one Hit per request.
+    60 % of what it answers and closes; "stall" sends half and then nothing for 1 s; "hang" sends the headers
+    and then nothing for 5 s; "norange" ignores Range and sends the whole body; "html" is "ok" with
+    Content-Type text/html. Unknown routes answer 404. ``hits``: one Hit per request.
     """
 
     def __init__(self):
@@ -167,8 +175,9 @@ def free_port() -> int:
 
 
 def leftovers(root):
-    """Files that could pass as data: everything under root except the (empty) tmp/downloads folders."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """Files that could pass as data: everything under root except the (empty) tmp/downloads folders and
+    the per-source lock files."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix != ".lock")
 
 
 def published(monkeypatch, key: str, body: bytes):
@@ -571,3 +580,162 @@ def test_default_root_follows_env(monkeypatch, tmp_path):
     assert sources.default_root() == tmp_path
     monkeypatch.delenv("PSPL_DATA")
     assert sources.default_root().name == "data" and (sources.default_root().parent / "pspl_nb").is_dir()
+
+
+# A hostile network and a full disk: each is one line, and nothing verified is lost.
+
+SET5_HR = "Set5/resolve/main/data/Set5_HR.tar.gz"
+SET5_TAR = make_tar({f"Set5_HR/{k}.png": v for k, v in SET5.items()})
+HTML = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please log in</body></html>"
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("kind, body", [("html", HTML), ("ok", HTML), ("ok", b"\x00junk" * 100)],
+                         ids=["html-page", "html-as-octet-stream", "junk"])
+def test_a_page_or_junk_instead_of_the_archive_goes_to_the_next_mirror(server, mirror, tmp_path, monkeypatch, kind,
+                                                                      body):
+    """Benchmarks have no published checksum, so only the content can tell a login page from the tarball."""
+    monkeypatch.setitem(sources.BASE_URLS, "hf", [server.base, mirror.base])
+    server(SET5_HR, body, kind=kind)
+    mirror(SET5_HR, SET5_TAR)
+    dl.fetch("Set5_HR", tmp_path)
+    assert (tmp_path / "Set5/HR/baby.png").read_bytes() == SET5["baby"] and len(mirror.hits) == 1
+    assert dl.load_checksums(tmp_path)["Set5_HR"]["url"] == mirror.base + SET5_HR  # the junk was never trusted
+
+
+@pytest.mark.network
+def test_only_a_page_served_is_one_line(server, tmp_path):
+    server(SET5_HR, HTML)
+    with pytest.raises(dl.DownloadError) as err:
+        dl.fetch("Set5_HR", tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and f"{server.base}{SET5_HR}: an HTML page, not Set5_HR.tar.gz" in msg
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.network
+def test_a_malformed_mirror_url_is_named_and_not_retried(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("PSPL_URL_HF", f"htp:/mirror.example/ {server.base}")
+    server(SET5_HR, SET5_TAR)
+    dl.fetch("Set5_HR", tmp_path)  # the next mirror delivers
+    monkeypatch.setenv("PSPL_URL_HF", "htp:/mirror.example/")
+    start = time.monotonic()
+    with pytest.raises(dl.DownloadError) as err:
+        dl.fetch("Set14_HR", tmp_path)
+    msg = str(err.value)
+    assert time.monotonic() - start < 5 and "interrupted" not in msg
+    assert "htp:/mirror.example/Set14/resolve/main/data/Set14_HR.tar.gz: malformed URL (" in msg
+    assert "check PSPL_URL_HF" in msg
+
+
+@pytest.mark.network
+def test_a_stalled_mirror_gives_up_in_the_stated_time(server, mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("PSPL_STALL_SECONDS", "0.5")
+    monkeypatch.setitem(sources.BASE_URLS, "hf", [server.base, mirror.base])
+    server(SET5_HR, SET5_TAR, kind="hang")
+    mirror(SET5_HR, SET5_TAR)
+    start = time.monotonic()
+    dl.fetch("Set5_HR", tmp_path)
+    assert time.monotonic() - start < 3 and len(server.hits) == 1 and len(mirror.hits) == 1
+    monkeypatch.setitem(sources.BASE_URLS, "hf", [server.base])
+    server("Set14/resolve/main/data/Set14_HR.tar.gz", b"x", kind="hang")
+    with pytest.raises(dl.DownloadError, match=r"Set14_HR.tar.gz: stalled: no data for 0.5 s \(PSPL_STALL_SECONDS\)"):
+        dl.fetch("Set14_HR", tmp_path)
+    monkeypatch.setenv("PSPL_STALL_SECONDS", "soon")
+    with pytest.raises(ValueError, match="PSPL_STALL_SECONDS='soon': expected a number of seconds > 0"):
+        dl.fetch("Set14_HR", tmp_path)
+
+
+@pytest.mark.network
+def test_two_fetches_of_one_file_take_turns(server, tmp_path, capsys):
+    """The second fetch waits for the first, then finds the set in place: one download, both succeed."""
+    server(SET5_HR, SET5_TAR, hook=lambda: time.sleep(1.0))  # the first transfer takes a second
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(dl.fetch("Set5_HR", tmp_path))
+        except Exception as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)
+    for t in threads:
+        t.join(60)
+    assert errors == [] and results == [tmp_path / "Set5"] * 2
+    assert len(server.hits) == 1
+    assert "Set5_HR: another process is fetching it; waiting for it" in capsys.readouterr().err
+    assert (tmp_path / "Set5/HR/bird.png").read_bytes() == SET5["bird"]
+
+
+@pytest.mark.network
+def test_a_disk_full_during_extraction_keeps_the_archive(server, tmp_path, monkeypatch):
+    server(SET5_HR, SET5_TAR)
+    real = dl._copy_out
+
+    def full(stream, dest):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dl, "_copy_out", full)
+    with pytest.raises(dl.DiskSpaceError) as err:
+        dl.fetch("Set5_HR", tmp_path)
+    archive = tmp_path / "downloads/Set5_HR.tar.gz"
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"disk full while extracting Set5_HR.tar.gz into {tmp_path}: ")
+    assert f"its images need about {len(SET5['baby']) + len(SET5['bird']):,}; the verified archive is kept in " \
+           f"{archive}" in msg
+    assert archive.read_bytes() == SET5_TAR and not (tmp_path / "Set5").exists()
+    assert not any((tmp_path / ".tmp").iterdir())  # the partial extraction is gone too
+    monkeypatch.setattr(dl, "_copy_out", real)
+    dl.fetch("Set5_HR", tmp_path)  # space freed: the kept archive is used, nothing downloaded again
+    assert len(server.hits) == 1 and (tmp_path / "Set5/HR/baby.png").read_bytes() == SET5["baby"]
+
+
+@pytest.mark.network
+def test_a_disk_full_during_download_is_named_and_keeps_the_bytes(server, tmp_path, monkeypatch):
+    server(SET5_HR, SET5_TAR)
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:100])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def opener(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        return FullDisk(f) if str(path).endswith(".part") and "b" in mode and mode[0] in "aw" else f
+
+    monkeypatch.setattr(dl, "open", opener, raising=False)
+    with pytest.raises(dl.DiskSpaceError) as err:
+        dl.fetch("Set5_HR", tmp_path)
+    assert str(err.value).startswith(f"disk full while downloading Set5_HR.tar.gz into {tmp_path / 'downloads'} (")
+    assert str(err.value).endswith("100 bytes kept in Set5_HR.tar.gz.part: free some space and run the fetch again to "
+                                   "resume")
+    assert len(server.hits) == 1  # a full disk is not the mirror's fault: no other URL, no retry
+
+
+@pytest.mark.network
+def test_a_killed_fetchs_partial_extraction_is_removed_by_the_next_fetch(server, tmp_path):
+    from pspl_nb.housekeeping import owner_tag
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = owner_tag().split("@")[1]
+    dead = tmp_path / ".tmp" / f".Set5_HR.{int(done.stdout)}@{host}.k3j_x9"
+    (dead / "raw").mkdir(parents=True)
+    (dead / "raw" / "baby.png").write_bytes(b"x" * 10_000)
+    live = tmp_path / ".tmp" / f".Set14_HR.{owner_tag()}.p0q1r2"  # a fetch still running
+    live.mkdir()
+    server(SET5_HR, SET5_TAR)
+    dl.fetch("Set5_HR", tmp_path)
+    assert not dead.exists() and live.exists()

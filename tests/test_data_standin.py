@@ -115,3 +115,15 @@ def test_never_overwrites_real_data(tmp_path):
     assert (tmp_path / "Set5/HR/baby.png").read_bytes() == b"real"
     with pytest.raises(ValueError, match="train must be a non-negative int, got -1"):
         build_standin(tmp_path, train=-1)
+
+
+def test_a_moved_standin_is_repaired_where_it_is_now(tmp_path):
+    build_standin(tmp_path / "old", train=0, valid=0, counts=1)
+    (tmp_path / "old").rename(tmp_path / "new")
+    command = repair_command("Set5", tmp_path / "new")
+    assert f"--root {tmp_path / 'new'} " in command and str(tmp_path / "old") not in command
+    bad = tmp_path / "new/Set5/HR/baby.png"
+    good = bad.read_bytes()
+    bad.write_bytes(good[:100])
+    assert cli_main(shlex.split(command)[3:]) == 0
+    assert bad.read_bytes() == good and not (tmp_path / "old").exists()

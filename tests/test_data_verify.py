@@ -100,3 +100,27 @@ def test_embedded_sets_verify(data_root):
     assert [c.name for c in checks] == list(embedded.SETS)
     assert all(c.ok for c in checks), [c.line for c in checks]
     assert repair_command("embedded_valid", data_root).startswith("python -m pspl_nb.data fetch embedded --force")
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with no pixel data behind it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+
+
+def test_a_header_claiming_a_huge_image_is_named_not_a_traceback(root, capsys):
+    """Pillow refuses to open a 30000 x 30000 header (a decompression bomb) with its own exception class."""
+    bomb = root / "Set5/HR/head.png"
+    bomb.write_bytes(header_only_png(30000, 30000))
+    (check,) = verify(["Set5"], root)
+    assert not check.ok and "HR/head.png does not decode (DecompressionBombError" in check.line
+    assert check.line.endswith(f"repair with `{repair_command('Set5', root)}`")
+    with pytest.raises(DamagedImageError, match=rf"^{bomb} does not decode \(DecompressionBombError: .*repair with"):
+        read_rgb(bomb)
+    assert cli_main(["verify", "Set5", "--root", str(root)]) == 1 and "head.png" in capsys.readouterr().out

@@ -40,3 +40,45 @@ def test_nothing_cites_the_teams_private_notes():
     private = ("REFERENCE" + ".md", "REFERENCE" + " section", "REFERENCE" + " sec", "../" + "shared")
     offenders = [(p.name, word) for p in SOURCES for word in private if word in p.read_text()]
     assert not offenders
+
+
+def message_templates() -> list[str]:
+    """Every message the code can print, as a template: each string literal of the package (adjacent literals
+    and f-strings joined, every ``{...}`` as ``{}``), the ``RunConfig.<field>={}: <why>`` lines ``validate``
+    builds with ``bad(field, why)``, and the Makefile's lines."""
+    import ast
+
+    def text(node) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.JoinedStr):
+            return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+        return None
+
+    templates = (ROOT / "Makefile").read_text().replace("$(VENV)", ".venv").splitlines()
+    for path in (ROOT / "pspl_nb").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if text(node) is not None:
+                templates.append(text(node))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "bad" and len(node.args) == 2:
+                field, why = text(node.args[0]), text(node.args[1])
+                if field and why:
+                    templates.append(f"RunConfig.{field}={{}}: {why}")
+    return templates
+
+
+def test_every_message_of_the_troubleshooting_table_is_one_the_code_prints():
+    """Each message of "When something goes wrong" (``<...>`` standing for names and numbers) matches one
+    message template of the code, its words in order."""
+    page = (ROOT / "docs/running_anywhere.md").read_text()
+    table = page.split("## When something goes wrong", 1)[1].split("\n## ", 1)[0]
+    messages = re.findall(r"^\| `([^`]+)` \|", table, flags=re.M)
+    assert len(messages) >= 25
+    templates = message_templates()
+    missing = []
+    for message in messages:
+        pieces = [p.strip(" :;,") for p in re.split(r"<[^>]*>", message)]
+        pattern = re.compile(".*?".join(re.escape(p) for p in pieces if p))
+        if not any(pattern.search(t) for t in templates):
+            missing.append(message)
+    assert not missing

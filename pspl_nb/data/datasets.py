@@ -8,7 +8,6 @@ however many images (800 per-image memmaps would hit the usual 1024-descriptor l
 import json
 import os
 import shlex
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -19,6 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from pspl_nb.housekeeping import sweep, temp_name
 from pspl_nb.metrics import rgb_to_y
 
 from . import embedded, standin
@@ -37,8 +37,14 @@ class EvalPair(NamedTuple):
 
 
 class DamagedImageError(OSError):
-    """An image file under the data root does not decode (truncated, corrupt); the message is one line
-    naming the file and the command that repairs it."""
+    """An image file under the data root does not decode (truncated, corrupt, a header claiming an absurd
+    size) or an LR image does not match its HR; the message is one line naming the file and the command
+    that repairs it."""
+
+
+# What Pillow raises for a file that does not decode: OSError (truncated), SyntaxError (bad chunk), ValueError,
+# DecompressionBombError (a header claiming more than twice Image.MAX_IMAGE_PIXELS, e.g. 30000 x 30000).
+UNDECODABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def repair_command(name: str, root=None) -> str:
@@ -52,14 +58,24 @@ def repair_command(name: str, root=None) -> str:
     return f"python -m pspl_nb.data fetch {'embedded' if name.startswith('embedded_') else name} --force{where}"
 
 
+def _repair_of(path) -> str:
+    """"; repair with `<command>`" for a file of a set under a data root, "" for a file elsewhere."""
+    folder = next((p for p in Path(path).parents if p.name in SET_NAMES), None)  # <root>/<Name>
+    return f"; repair with `{repair_command(folder.name, folder.parent)}`" if folder else ""
+
+
 def _damaged(path, err: Exception) -> Exception:
     """The decoding error ``err`` of ``path`` as a DamagedImageError; a missing file stays FileNotFoundError."""
     if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return err
-    path = Path(path)
-    folder = next((p for p in path.parents if p.name in SET_NAMES), None)  # <root>/<Name>
-    repair = f"; repair with `{repair_command(folder.name, folder.parent)}`" if folder else ""
-    return DamagedImageError(f"{path} does not decode ({type(err).__name__}: {err}){repair}")
+    return DamagedImageError(f"{path} does not decode ({type(err).__name__}: {err}){_repair_of(path)}")
+
+
+def _mismatch(lr_path, lr_hw: tuple, hr_hw: tuple, scale: int) -> DamagedImageError:
+    """An LR image whose (height, width) ``lr_hw`` is not its HR's ``hr_hw`` // ``scale``, as one line."""
+    (lh, lw), (hh, hw) = lr_hw, hr_hw
+    return DamagedImageError(f"{lr_path} is {lw}x{lh}, expected {hw // scale}x{hh // scale} (HR {hw}x{hh} // "
+                             f"{scale}): the LR image does not match its HR{_repair_of(lr_path)}")
 
 
 def read_rgb(path) -> np.ndarray:
@@ -70,7 +86,7 @@ def read_rgb(path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as err:  # PIL: OSError (truncated), SyntaxError (bad chunk)
+    except UNDECODABLE as err:
         raise _damaged(path, err) from None
 
 
@@ -119,13 +135,14 @@ def _cached_folder(files: list[Path], cache: Path) -> tuple[np.ndarray, list[tup
         try:
             with Image.open(f) as img:
                 shapes.append((img.height, img.width, 3))
-        except (OSError, SyntaxError, ValueError) as err:
+        except UNDECODABLE as err:
             raise _damaged(f, err) from None
     sizes = [int(np.prod(s)) for s in shapes]
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex
-    tmp_data, tmp_index = cache.with_name(f".{cache.name}.{tag}.npy"), cache.with_name(f".{cache.name}.{tag}.json")
+    sweep(cache.parent)  # what a build killed earlier left (GBs for DIV2K), never a live builder's files
+    tmp_data = cache.with_name(temp_name(cache.name, ".npy"))
+    tmp_index = tmp_data.with_suffix(".json")
     flat = np.lib.format.open_memmap(tmp_data, mode="w+", dtype=np.uint8, shape=(max(sum(sizes), 1),))
     try:
         for f, off, shape in tqdm(list(zip(files, offsets, shapes)),
@@ -178,13 +195,14 @@ class TrainPatches(Dataset):
         lr_files = [_lr_file(folder, f.stem, scale) for f in hr_files]
         missing = [f for f in lr_files if not f.exists()]
         if missing:
-            raise FileNotFoundError(f"{missing[0]} is missing ({len(missing)} LR files of {folder.name} at x{scale})")
+            raise FileNotFoundError(f"{missing[0]} is missing ({len(missing)} LR files of {folder.name} at x{scale})"
+                                    f"{_repair_of(missing[0])}")
         self._caches = (folder / "cache" / "HR.npy", folder / "cache" / f"LR_X{scale}.npy")
         self.hr_flat, self.hr_index = _cached_folder(hr_files, self._caches[0].with_suffix(""))
         self.lr_flat, self.lr_index = _cached_folder(lr_files, self._caches[1].with_suffix(""))
-        for f, (_, (lh, lw, _c)), (_, (hh, hw, _c2)) in zip(hr_files, self.lr_index, self.hr_index):
-            if hh < lh * scale or hw < lw * scale:
-                raise ValueError(f"HR {f.name} ({hh}x{hw}) is smaller than its LR ({lh}x{lw}) times {scale}")
+        for f, (_, (lh, lw, _c)), (_, (hh, hw, _c2)) in zip(lr_files, self.lr_index, self.hr_index):
+            if (lh, lw) != (hh // scale, hw // scale):  # checked before any batch is cut from a wrong pair
+                raise _mismatch(f, (lh, lw), (hh, hw), scale)
         small = min(range(len(hr_files)), key=lambda k: min(self.lr_index[k][1][:2]))
         lh, lw = self.lr_index[small][1][:2]
         if patch > min(lh, lw):
@@ -297,18 +315,23 @@ def load_eval_set(name: str, scale: int, hr_prep: str = "modcrop", root=None,
         limit: keep only the first ``limit`` images (None: all).
     Returns:
         list of EvalPair(name, lr uint8 (h, w, 3), hr uint8 (h*scale, w*scale, 3)).
-    Raises FileNotFoundError (one line, with the fetch command) when a downloadable set is not there.
+    Raises FileNotFoundError (one line, with the fetch or repair command) when a downloadable set, or an LR
+    image of a set that ships LR images at ``scale``, is not there; DamagedImageError when an image does not
+    decode or an LR image does not match its HR.
     """
     folder = set_dir(name, root, "valid")
     files = sorted((folder / "HR").glob("*.png"))[:limit]
+    shipped = hr_prep == "modcrop" and (folder / "LR_bicubic" / f"X{scale}").is_dir()
     pairs = []
     for f in files:
         lr_path = _lr_file(folder, f.stem, scale)
-        lr = read_rgb(lr_path) if hr_prep == "modcrop" and lr_path.exists() else None
-        try:
-            lr, hr = prepare_pair(read_rgb(f), scale, hr_prep, lr)
-        except ValueError as err:
-            raise ValueError(f"{folder.name}/{f.name}: {err}") from None
+        if shipped and not lr_path.exists():  # computing this one image's LR instead would mix two protocols
+            raise FileNotFoundError(f"{lr_path} is missing (the LR image of {folder.name}/HR/{f.name} at x{scale})"
+                                    f"{_repair_of(lr_path)}")
+        lr, hr = read_rgb(lr_path) if shipped else None, read_rgb(f)
+        if lr is not None and lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+            raise _mismatch(lr_path, lr.shape[:2], hr.shape[:2], scale)
+        lr, hr = prepare_pair(hr, scale, hr_prep, lr)
         pairs.append(EvalPair(f.stem, lr, hr))
     return pairs
 
@@ -388,8 +411,8 @@ def verify_set(name: str, root=None) -> SetCheck:
             with Image.open(path) as img:
                 img.load()
                 return img.size
-        except (OSError, SyntaxError, ValueError) as err:
-            problems.append(f"{path.relative_to(folder)} does not decode ({err})")
+        except UNDECODABLE as err:
+            problems.append(f"{path.relative_to(folder)} does not decode ({type(err).__name__}: {err})")
             return None
 
     hr = sorted((folder / "HR").glob("*.png"))

@@ -8,15 +8,22 @@ a link leading outside -> images renamed into the one layout in a staging folder
 renamed into place (all or nothing) -> a marker in ``<root>/.fetched`` -> the archive deleted. A re-run finds
 the marker and does nothing; ``force=True`` fetches again (the repair for a damaged image).
 
-Mirrors: a URL that refuses the connection, answers an HTTP error, keeps breaking, or delivers bytes with
-another sha256 is passed over for the next one (``Source.urls``). One checksum checks every URL, so a mirror
-needs no trust of its own. A benchmark set whose Hugging Face tarballs all fail comes from EDSR's
-``benchmark.tar`` instead. Before DIV2K is fetched, the free disk is compared with what the fetch needs.
+Mirrors: a URL that refuses the connection, is malformed, answers an HTTP error or an HTML page, keeps
+breaking, stalls (no byte for ``PSPL_STALL_SECONDS`` in total, default 60), or delivers bytes with another
+sha256 or that are not an archive is passed over for the next one (``Source.urls``). One checksum checks
+every URL, so a mirror needs no trust of its own. A benchmark set whose Hugging Face tarballs all fail comes
+from EDSR's ``benchmark.tar`` instead. Before DIV2K is fetched, the free disk is compared with what the
+fetch needs; a disk that fills up anyway is reported as such, and keeps the archive already verified.
+
+Two processes fetching one source take turns (a lock per source in ``<root>/.fetched``): the second finds
+the first one's result. What a killed fetch left (a partial extraction, a half-written record) is removed by
+the next fetch; the ``.part`` of a cut download is kept, to resume.
 
 Checksums: DIV2K's published sha256 is checked. Sources with none published are trusted on first
 download: the sha256 of the first successful fetch is written to ``<root>/checksums.json`` and every later
 download of that source must match it.
 """
+import errno
 import hashlib
 import json
 import os
@@ -27,19 +34,23 @@ import sys
 import tarfile
 import tempfile
 import time
-import uuid
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import requests
 import urllib3
+from filelock import FileLock, Timeout
 from PIL import Image
 from tqdm.auto import tqdm
+
+from pspl_nb.housekeeping import sweep_data_root, temp_name, temp_prefix
 
 from .sources import EVAL_NAMES, GROUPS, SOURCES, STANDIN_MARKER, Source, resolve_root
 
 CONNECT_TIMEOUT_S = 25  # below 30 s so an unreachable host fails inside the promised 30 s
 READ_TIMEOUT_S = 60  # a stalled transfer (no byte for a minute) counts as interrupted
+STALL_S = 60.0  # default of PSPL_STALL_SECONDS: silence a URL may keep, over all its tries, before the next URL
 ATTEMPTS = 3  # tries per URL for a transfer cut after it started, each resuming; a refused connection is not retried
 RETRY_WAIT_S = 1.0  # wait before try k + 1: k * RETRY_WAIT_S
 CHUNK_BYTES = 1 << 20
@@ -76,9 +87,22 @@ def load_checksums(root=None) -> dict:
 
 def _write_json_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp = path.with_name(temp_name(path.name))
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def stall_seconds() -> float:
+    """Seconds a URL may send nothing, summed over its tries, before it is given up for the next one:
+    ``$PSPL_STALL_SECONDS``, default ``STALL_S`` (60). ValueError naming the variable if it is not > 0."""
+    text = os.environ.get("PSPL_STALL_SECONDS", "").strip()
+    try:
+        value = float(text) if text else STALL_S
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"PSPL_STALL_SECONDS={text!r}: expected a number of seconds > 0 (default {STALL_S:g})")
+    return value
 
 
 def expected_sha256(src: Source, root=None) -> tuple[str | None, str]:
@@ -107,49 +131,96 @@ def _rejection(src: Source, digest: str, known: str | None, origin: str) -> str 
     return None
 
 
-def _stream(url: str, part: Path, src: Source) -> None:
+def _stream(url: str, part: Path, src: Source, read_timeout: float = READ_TIMEOUT_S) -> None:
     """Append the rest of ``url`` to ``part``, asking for it from byte ``part``'s size on (HTTP Range).
 
     A server that ignores Range answers 200 with the whole file: ``part`` is then rewritten from byte 0.
-    Raises _URLFailed for a refused connection or an HTTP error (neither is worth a retry), requests' or
-    urllib3's exceptions for a transfer cut or stalled mid-way (retried by ``_transfer``).
+    Raises _URLFailed for a refused connection, a malformed URL, an HTTP error or an HTML page (none is
+    worth a retry), requests' or urllib3's exceptions for a transfer cut or silent for ``read_timeout``
+    seconds mid-way (retried by ``_transfer``), DiskSpaceError when the disk fills up.
     """
     offset = part.stat().st_size if part.exists() else 0
     # identity: the archive's own bytes, which the sha256 and the byte offsets of Range refer to.
     headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
     try:
-        response = requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+        response = requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT_S, read_timeout))
+    except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidURL) as err:
+        raise _URLFailed(f"malformed URL ({err}); check PSPL_URL_{src.base.upper()}") from None
     except requests.ConnectionError as err:  # refused, DNS failure, connect timeout: a retry would only delay
+        if _stalled(err):
+            raise
         raise _URLFailed(f"cannot connect ({type(err).__name__})") from None
     with response:
         if response.status_code == 416 and offset:  # nothing after byte `offset`: the .part is whole already
             return
         if response.status_code >= 400:
             raise _URLFailed(f"HTTP {response.status_code}")
+        kind = response.headers.get("Content-Type", "")
+        if kind.startswith("text/html"):  # a login, error or "moved" page answered with 200
+            raise _URLFailed(f"an HTML page (Content-Type {kind}), not {src.filename}")
         if response.status_code != 206:
             offset = 0
         elif not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
             part.unlink()
             raise requests.exceptions.InvalidHeader(f"Content-Range does not start at byte {offset}")
         length = int(response.headers.get("Content-Length", 0))
-        with open(part, "ab" if offset else "wb") as out, tqdm(
-                total=offset + length if length else src.size, initial=offset, unit="B", unit_scale=True,
-                desc=src.filename, leave=False) as bar:
-            # Raw reads keep every byte received before a cut (requests' iter_content drops the last chunk).
-            for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
-                out.write(chunk)
-                bar.update(len(chunk))
+        try:
+            with open(part, "ab" if offset else "wb") as out, tqdm(
+                    total=offset + length if length else src.size, initial=offset, unit="B", unit_scale=True,
+                    desc=src.filename, leave=False) as bar:
+                # Raw reads keep every byte received before a cut (requests' iter_content drops the last chunk).
+                for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            have = part.stat().st_size if part.exists() else 0
+            need = f"{src.size - have:,} more bytes" if src.size else "more space"
+            raise DiskSpaceError(f"disk full while downloading {src.filename} into {part.parent} "
+                                 f"({shutil.disk_usage(part.parent).free:,} bytes free, it needs {need}); "
+                                 f"{have:,} bytes kept in {part.name}: free some space and run the fetch again "
+                                 "to resume") from None
+
+
+def _stalled(err: Exception) -> bool:
+    """Whether ``err`` (requests or urllib3) is a read that timed out: a silent server, not a cut one."""
+    while err is not None:
+        if isinstance(err, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
+            return True
+        err = err.args[0] if err.args and isinstance(err.args[0], Exception) else err.__context__
+    return False
 
 
 def _transfer(url: str, part: Path, src: Source) -> None:
-    """``_stream`` tried up to ``ATTEMPTS`` times, each try resuming where the last one was cut."""
+    """``_stream`` tried up to ``ATTEMPTS`` times, each try resuming where the last one was cut; a URL
+    silent for ``stall_seconds()`` in total is given up at once."""
+    budget = stall_seconds()
+    silent = 0.0
     for attempt in range(1, ATTEMPTS + 1):
+        wait = min(READ_TIMEOUT_S, budget - silent)
         try:
-            return _stream(url, part, src)
+            return _stream(url, part, src, wait)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as err:  # short body, reset, stall
+            if _stalled(err):
+                silent += wait
+                if silent >= budget:
+                    raise _URLFailed(f"stalled: no data for {budget:g} s (PSPL_STALL_SECONDS)") from None
             if attempt == ATTEMPTS:
                 raise _URLFailed(f"transfer interrupted {ATTEMPTS} times ({type(err).__name__})") from None
             time.sleep(attempt * RETRY_WAIT_S)
+
+
+def _not_an_archive(path: Path, src: Source) -> str | None:
+    """Why the file at ``path`` cannot be the archive ``src`` names (None when it can, or for weights)."""
+    if src.content == "weights" or zipfile.is_zipfile(path) or tarfile.is_tarfile(path):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if re.search(rb"<!doctype html|<html", head, re.IGNORECASE):
+        return f"an HTML page, not {src.filename} (an error or login page served with status 200?)"
+    return f"not a zip or tar archive (its first bytes: {head[:24]!r})"
 
 
 def _from_url(url: str, part: Path, src: Source, known: str | None, origin: str) -> str:
@@ -157,12 +228,12 @@ def _from_url(url: str, part: Path, src: Source, known: str | None, origin: str)
     resumed = part.exists() and part.stat().st_size > 0
     _transfer(url, part, src)
     digest = file_sha256(part)
-    if resumed and _rejection(src, digest, known, origin):
+    if resumed and (_rejection(src, digest, known, origin) or _not_an_archive(part, src)):
         # The kept bytes may come from another mirror or an older upload: one more try from byte 0.
         part.unlink()
         _transfer(url, part, src)
         digest = file_sha256(part)
-    reason = _rejection(src, digest, known, origin)
+    reason = _not_an_archive(part, src) or _rejection(src, digest, known, origin)
     if reason:
         part.unlink()
         raise _URLFailed(f"{reason}; deleted")
@@ -352,7 +423,7 @@ def layout_of(src: Source, files: list[Path], raw: Path) -> dict[str, dict[str, 
 def _install(staged: Path, final: Path) -> None:
     """Put a finished folder in place with renames, so readers see the old folder or the new one."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
+    old = final.with_name(temp_name(final.name, ".old"))
     if final.exists():
         os.rename(final, old)
     os.rename(staged, final)
@@ -374,24 +445,54 @@ def is_fetched(key: str, root=None) -> bool:
     return all((root / f).is_dir() and any((root / f).iterdir()) for f in folders)
 
 
+def _source_lock(src: Source, root: Path) -> FileLock:
+    """The lock of source ``src`` under ``root``, acquired; says so when another process holds it."""
+    (root / ".fetched").mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root / ".fetched" / f"{src.key}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        tqdm.write(f"{src.key}: another process is fetching it; waiting for it", file=sys.stderr)
+        lock.acquire()
+    return lock
+
+
 def fetch_source(src: Source, root=None, force: bool = False) -> Path:
     """Download, verify, extract and normalise one source; returns its folder (or file, for weights).
 
     ``force``: fetch again even when the marker says it is in place (repairs a damaged or deleted image).
     A set folder that holds a synthetic stand-in is removed whole before the first real image lands in it.
+    One process at a time fetches a source; one that waited for another finds the source in place.
+    Raises DiskSpaceError when the disk fills up (a verified archive is kept for the next try),
+    DownloadError when no URL delivers the file or the delivered archive does not extract.
     """
     root = resolve_root(root)
-    if src.content == "weights":
-        if force:
-            (root / "weights" / src.filename).unlink(missing_ok=True)
-        path, url, digest = _download(src, root)
-        _record_checksum(src, url, digest, path.stat().st_size, root)
-        return path
-    if not force and is_fetched(src.key, root):
+    lock = _source_lock(src, root)
+    try:
+        if src.content == "weights":
+            if force:
+                (root / "weights" / src.filename).unlink(missing_ok=True)
+            path, url, digest = _download(src, root)
+            _record_checksum(src, url, digest, path.stat().st_size, root)
+            return path
+        if not force and is_fetched(src.key, root):
+            return root / src.dest
+        archive, url, digest = _download(src, root)
+        plan = _install_archive(src, archive, url, root)
+        _record_checksum(src, url, digest, archive.stat().st_size, root)
+        _write_json_atomic(_marker(root, src.key), {"sha256": digest, "url": url, "folders": sorted(plan)})
+        archive.unlink()  # the images are in place; keeping DIV2K's zips would double its 5.8 GB
         return root / src.dest
-    archive, url, digest = _download(src, root)
+    finally:
+        lock.release()
+
+
+def _install_archive(src: Source, archive: Path, url: str, root: Path) -> dict:
+    """Extract ``archive`` into a private folder under ``<root>/.tmp``, normalise it and install its folders;
+    returns the plan (``layout_of``). An archive that does not extract is deleted unless a checksum vouches
+    for it; one whose extraction was stopped (a full disk, Ctrl-C) is kept: the next fetch uses it again."""
     (root / ".tmp").mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{src.key}-", dir=root / ".tmp"))
+    work = Path(tempfile.mkdtemp(prefix=temp_prefix(src.key), dir=root / ".tmp"))
     try:
         raw = work / "raw"
         plan = layout_of(src, safe_extract(archive, raw), raw)
@@ -407,16 +508,35 @@ def fetch_source(src: Source, root=None, force: bool = False) -> Path:
                 else:  # lossless re-encode so every set is .png
                     Image.open(f).save(staged / name)
             _install(staged, root / folder)
-    except Exception:
+        return plan
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        free = shutil.disk_usage(root).free
+        raise DiskSpaceError(f"disk full while extracting {archive.name} into {root}: {free:,} bytes free, its "
+                             f"images need about {_unpacked_bytes(archive):,}; the verified archive is kept in "
+                             f"{archive}: free some space and run the fetch again") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, UnsafeArchiveError, ValueError) as err:
         if expected_sha256(src, root)[0] is None:  # never trusted: let the next fetch download it afresh
             archive.unlink(missing_ok=True)
-        raise
+        if isinstance(err, (UnsafeArchiveError, ValueError)):
+            raise
+        raise DownloadError(f"{archive.name} from {url} does not extract ({type(err).__name__}: {err}); "
+                            f"{'deleted, a re-run downloads it again' if not archive.exists() else 'kept'}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _record_checksum(src, url, digest, archive.stat().st_size, root)
-    _write_json_atomic(_marker(root, src.key), {"sha256": digest, "url": url, "folders": sorted(plan)})
-    archive.unlink()  # the images are in place; keeping DIV2K's zips would double its 5.8 GB
-    return root / src.dest
+
+
+def _unpacked_bytes(archive: Path) -> int:
+    """Total size of the files in a zip or tar archive (0 if it cannot be read)."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                return sum(i.file_size for i in zf.infolist())
+        with tarfile.open(archive) as tf:
+            return sum(i.size for i in tf.getmembers() if i.isfile())
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error):
+        return 0
 
 
 def _fetch_benchmark(name: str, keys: list[str], root: Path, force: bool, edsr_fresh: bool) -> bool:
@@ -452,6 +572,7 @@ def fetch(name: str, root=None, force: bool = False) -> Path:
     download), DownloadError (one line) when a download fails.
     """
     root = resolve_root(root)
+    sweep_data_root(root)  # what killed fetches and builds left: partial extractions, half-written records
     if name in ("embedded", "all"):
         from .embedded import MARKER, ensure_embedded  # deferred: it imports torch and the resize module
 

@@ -29,6 +29,7 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
+from pspl_nb.housekeeping import sweep, temp_prefix
 from pspl_nb.resize import imresize_uint8, modcrop
 
 from .sources import SCALES, resolve_root
@@ -121,7 +122,8 @@ def ensure_embedded(root=None) -> Path:
     if not todo:
         return root
     root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".embedded-", dir=root))
+    sweep(root)  # folders of builds killed earlier (never a live builder's: each names its process)
+    work = Path(tempfile.mkdtemp(prefix=temp_prefix("embedded"), dir=root))
     try:
         for name in todo:
             _write_set(work / name, name)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pspl_nb.housekeeping import sweep, temp_prefix
 from pspl_nb.resize import imresize_uint8, modcrop
 
 from . import embedded
@@ -158,7 +159,8 @@ def build_standin(root, train: int = 800, valid: int = 100, benchmarks: bool = T
     if not todo:
         return root
     root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".standin-", dir=root))
+    sweep(root)  # folders of builds killed earlier (never a live builder's: each names its process)
+    work = Path(tempfile.mkdtemp(prefix=temp_prefix("standin"), dir=root))
     try:
         photos = {}
         for name, count in todo.items():
@@ -183,6 +185,13 @@ def build_standin(root, train: int = 800, valid: int = 100, benchmarks: bool = T
 
 
 def rebuild_command(name: str, root=None) -> str | None:
-    """The command that rebuilds stand-in set ``name`` (from its marker), None when it is not a stand-in."""
-    marker = _read_marker(resolve_root(root) / set_name(name))
-    return marker["rebuild"] if marker else None
+    """The command that rebuilds stand-in set ``name`` where it is now (its marker's command, with ``--root``
+    pointing at ``root`` even if the stand-in was moved since it was built), None when it is not a stand-in."""
+    root = resolve_root(root)
+    marker = _read_marker(root / set_name(name))
+    if not marker:
+        return None
+    words = shlex.split(marker["rebuild"])
+    if "--root" in words:
+        words[words.index("--root") + 1] = str(root)
+    return shlex.join(words)
