@@ -27,9 +27,13 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 def slim_png(data: str, max_width: int = MAX_WIDTH) -> str:
     """A base64 PNG scaled down to ``max_width`` pixels wide (aspect kept) if wider, put on a white background
     (Jupyter's inline figures are transparent, which a dark page theme turns into black on black) and
-    re-encoded losslessly with the smallest settings. Returns base64 text."""
+    re-encoded losslessly with the smallest settings. Returns base64 text; data that is no image (an Image
+    widget that never showed one holds b"") comes back unchanged."""
     raw = base64.b64decode(data)
-    image = Image.open(io.BytesIO(raw))
+    try:
+        image = Image.open(io.BytesIO(raw))
+    except (OSError, ValueError):
+        return data
     if image.mode in ("RGBA", "LA", "P"):
         image = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")

@@ -36,6 +36,7 @@ def test_slim_png_scales_wide_figures_down_and_puts_them_on_white():
     narrow = executed.slim_png(png(300, 100, alpha=False), max_width=1200)
     assert image(narrow).size == (300, 100)
     assert np.array_equal(np.asarray(image(narrow)), np.asarray(image(png(300, 100, alpha=False))))  # lossless
+    assert executed.slim_png("") == ""  # an Image widget before its first picture
 
 
 def test_slim_keeps_outputs_and_widgets_and_drops_timestamps():
