@@ -18,7 +18,7 @@ endif
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help env test test-browser reproduce rehearse lab data verify bench reference gallery clean clean-runs
+.PHONY: help env test test-browser reproduce executed rehearse lab data verify bench reference gallery clean clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test-browser: $(STAMP)  ## notebook 02's sliders in JupyterLab and headless Chro
 reproduce: $(STAMP)  ## execute every notebook in order; PROFILE=cpu by default (or PSPL_PROFILE); ONLY="03 05" runs some
 	$(BIN)/python -m pspl_nb.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
+executed: $(STAMP)  ## the executed cpu-profile notebooks README links, into notebooks/executed (~25 min, loads finished runs)
+	$(BIN)/python -m pspl_nb.executed --profile cpu
+
 rehearse: $(STAMP)  ## the gpu path end to end on an offline DIV2K stand-in, in minutes; projects the gpu/paper times
 	$(BIN)/python -m pspl_nb.rehearse
 
@@ -71,8 +74,8 @@ reference: $(STAMP)  ## the committed reference grids: cpu (248 runs), cpu_long 
 	$(BIN)/python -m pspl_nb.experiments --profile cpu_long --grid reference --jobs 2 --reference-dir $(REF)/cpu_long
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid table1 --seeds 3 --jobs 2 --reference-dir $(REF)/cpu
 
-GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 fig4_ablation threshold_sensitivity_reference design_effects_reference \
-           lr_sweep_reference attention_stats race_paper_settings critical_curves fig5_visual
+GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 adam_loss_scale fig4_ablation threshold_sensitivity_reference \
+           design_effects_reference lr_sweep_reference attention_stats race_paper_settings race_seeds critical_curves fig5_visual
 
 gallery:  ## copy README's figures from results/$(PROFILE)/figures (after make reproduce) to docs/gallery
 	@mkdir -p docs/gallery

@@ -404,4 +404,26 @@ def image_differences(d: pd.DataFrame, note: str = ""):
     ax.set_yticks(y, order, fontsize=6)
     ax.set(xlabel=f"final PSNR difference (dB): bar = mean over {len(d)} seeds, line = their range", title=note or None)
     ax.grid(alpha=0.3, axis="x")
+
+
+def adam_steps(table: pd.DataFrame, window: int = 25):
+    """Notebook 02: Adam under several loss-scale schedules (``exercises.adam_step_sizes``). Left, the scale
+    of the loss at every step (log axes); right, Adam's step size (root mean square change of the weights,
+    divided by lr), averaged over ``window`` steps. Constant scales draw one line; a rising one draws above it."""
+    fig, (ax_scale, ax_step) = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
+    styles = {"constant 0.01": dict(ls="--"), "constant 100": dict(ls=":", lw=2.5)}
+    for i, (name, part) in enumerate(table.groupby("schedule", sort=False)):
+        color = plt.get_cmap("tab10")(i)
+        style = dict(dict(color=color, lw=1.5), **styles.get(name, {}))
+        ax_scale.plot(part.step, part.scale.clip(lower=1e-12), label=name, **style)
+        ax_step.plot(part.step, part.step_size.rolling(window, min_periods=1).mean(), label=name, **style)
+    ax_scale.set(xscale="log", yscale="log", xlabel="step", ylabel="loss scale (clipped at 1e-12)",
+                 title="what multiplies the loss")
+    ax_step.set(xscale="log", xlabel="step", ylabel=f"Adam's step / lr (mean of {window} steps)",
+                title="how far Adam moves the weights")
+    for ax in (ax_scale, ax_step):
+        ax.grid(alpha=0.3)
+    ax_step.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Adam divides the gradient by its own running size: a constant scale cancels, a rising one does not",
+                 fontsize=10)
     return fig

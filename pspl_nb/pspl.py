@@ -108,7 +108,7 @@ class PSPLLoss(nn.Module):
         padding: "zeros" (official: a 5-pixel border looks artificially similar) or "reflect".
         data_range: L, the range of sr and hr (1.0 or 255.0).
         weights: "pixel" is PSPL (Eq. 10). The two controls split it into its two parts: "mean" replaces Ma
-            by its batch mean (the ``uniform`` arm: PSPL's rising global scale and warm-up-like start, no
+            by its batch mean (the ``uniform`` arm: PSPL's rising global scale, near 0 at the start, no
             contrast between pixels); "contrast" divides Ma by its batch mean (the ``contrast`` arm: PSPL's
             pixel contrast at a constant scale of 1, see ``contrast``).
         moments: dtype of the SSIM map's local moments, "float64" (exact to ~1e-12) or "float32" (faster on
