@@ -216,6 +216,90 @@ def test_each_ddp_rank_binds_its_gpu_before_the_first_collective(tmp_path):
         assert events[2][0] == "collective", events
 
 
+# ---- grid workers inside a scheduler's GPU mask ------------------------------------------------------------
+
+@pytest.mark.parametrize("mask, expected", [("4,6", ["4", "6", "4"]),
+                                            ("MIG-a1, MIG-b2", ["MIG-a1", "MIG-b2", "MIG-a1"])])
+def test_grid_workers_index_into_the_parents_gpu_mask(monkeypatch, mask, expected):
+    import multiprocessing
+
+    from pspl_nb.experiments import _claim_slot, worker_masks
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", mask)
+    workers, per_device = worker_masks((0, 1), 3)
+    counter, seen = multiprocessing.Value("i", 0), []
+    for _ in range(3):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", mask)  # each worker starts from the parent's environment
+        _claim_slot(counter, workers, per_device)
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == expected and per_device == {expected[0]: 2, expected[1]: 1}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", mask)
+    with pytest.raises(ValueError, match="sees 2 GPU"):
+        worker_masks((0, 2), 3)
+
+
+def test_a_grid_worker_that_sees_no_gpu_refuses_to_train_on_the_cpu(tmp_path, data_root, monkeypatch):
+    from pspl_nb.experiments import _run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="sees no GPU"):
+        _run((smoke(), tmp_path, data_root, 1, True))
+    assert not (tmp_path / "runs").exists()
+
+
+# ---- several runs on one GPU budget memory for all of them; the probe measures what will run ---------------
+
+def test_the_device_sampler_budgets_for_every_run_placed_on_the_gpu(monkeypatch):
+    gb = 1e9
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * gb, 80 * gb))
+    cuda = torch.device("cuda", 0)
+    assert T.device_loader_fits(8.5 * gb, cuda, runs=1)  # one DIV2K copy on an empty 80 GB card
+    assert not T.device_loader_fits(8.5 * gb, cuda, runs=8)  # eight runs there: eight copies do not fit
+    monkeypatch.setenv(T.RUNS_PER_DEVICE, "8")
+    assert not T.device_loader_fits(8.5 * gb, cuda)
+    assert not T.device_loader_fits(1, torch.device("cpu"), runs=1)
+
+
+def test_the_probe_runs_the_trainers_steps_on_its_loader_and_leaves_no_process_behind(data_root, monkeypatch):
+    import multiprocessing
+    import threading
+
+    import pspl_nb.experiments as E
+
+    steps, kinds = [], []
+    real_step, real_batches = T.take_step, T.Batches
+
+    class Recorded(real_batches):
+        def __init__(self, run, root):
+            super().__init__(run, root)
+            kinds.append((self.kind, os.environ[T.RUNS_PER_DEVICE]))
+
+    monkeypatch.setenv(T.RUNS_PER_DEVICE, "1")  # the probe worker sets it; restored after the test
+    monkeypatch.setattr(T, "Batches", Recorded)
+    monkeypatch.setattr(T, "take_step", lambda run, low, high, *a: steps.append((low.dtype, tuple(low.shape)))
+                        or real_step(run, low, high, *a))
+    seconds = E._probe_worker((smoke(loader="device"), 3, 1, threading.Barrier(1), data_root, 4))
+    assert seconds > 0 and kinds == [("device", "4")]
+    assert steps == [(torch.uint8, (4, 3, 16, 16))] * 4  # warm-up and timed steps, real uint8 batches
+
+    class Pool:  # the probe's own processes, answered at once: what remains is its barrier's manager
+        def __init__(self, n, **kw):
+            self.n = n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def map(self, f, args):
+            return [1.0] * self.n
+
+    monkeypatch.setattr(E, "ProcessPoolExecutor", Pool)
+    E.probe_concurrency(smoke(), candidates=(1, 2), steps=5)
+    assert multiprocessing.active_children() == []
+
+
 # ---- bf16 autocast leaves the output image in float32 ------------------------------------------------------
 
 def off_bf16_grid(t: torch.Tensor) -> float:

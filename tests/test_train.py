@@ -231,15 +231,17 @@ def test_submitit_local_executor_runs_a_grid_in_the_same_run_folders(tmp_path, d
 def test_grid_workers_are_spread_over_the_gpus_they_are_given(monkeypatch):
     import multiprocessing
 
-    from pspl_nb.experiments import _claim_slot
+    from pspl_nb.experiments import _claim_slot, worker_masks
 
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    workers, per_device = worker_masks((0, 3), 5)
     counter = multiprocessing.Value("i", 0)
     seen = []
     for _ in range(5):
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-        _claim_slot(counter, (0, 3))
-        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
-    assert seen == ["0", "3", "0", "3", "0"]
+        _claim_slot(counter, workers, per_device)
+        seen.append((os.environ["CUDA_VISIBLE_DEVICES"], os.environ[T.RUNS_PER_DEVICE]))
+    assert seen == [("0", "3"), ("3", "2"), ("0", "3"), ("3", "2"), ("0", "3")]
 
 
 def test_probe_picks_the_smallest_count_no_larger_one_beats_by_ten_percent(monkeypatch):
@@ -267,13 +269,15 @@ def test_probe_picks_the_smallest_count_no_larger_one_beats_by_ten_percent(monke
     assert out["it_per_s"] == pytest.approx(paces) and out["best"] == 2
 
 
-def test_probe_worker_times_real_training_steps():
+def test_probe_worker_times_real_training_steps(data_root, monkeypatch):
     """What each probe process runs: real steps of the config's model and loss (in-process here)."""
     import threading
 
+    monkeypatch.setenv(T.RUNS_PER_DEVICE, "1")  # the probe worker sets it; restored after the test
+
     from pspl_nb.experiments import _probe_worker
 
-    few, more = (_probe_worker((smoke(), steps, 1, threading.Barrier(1))) for steps in (1, 6))
+    few, more = (_probe_worker((smoke(), steps, 1, threading.Barrier(1), data_root, 1)) for steps in (1, 6))
     assert 0 < few < more
 
 
