@@ -10,7 +10,7 @@ PROFILE ?= cpu
 JOBS    ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help env test test-browser reproduce rehearse lab data verify bench reference gallery clean
+.PHONY: help env test test-browser reproduce rehearse lab data verify bench gpu-check wheels reference gallery clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,24 @@ bench: $(STAMP)  ## run the benchmarks in bench/
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python -m bench.run_all
 
+# `make gpu-check` runs with the CUDA machine's own Python and torch (GPU_PYTHON), in a venv that sees them
+# (--system-site-packages) and gets the kit's other imports from wheels/ when there is one (`make wheels`,
+# docs/running_anywhere.md#a-cuda-machine-without-a-package-registry), else from the registry.
+GPU_PYTHON ?= python3
+GPU_VENV   := .venv-gpu
+PY_VERSION ?= 3.11
+PLATFORM   ?= manylinux_2_28_x86_64
+
+gpu-check:  ## on one CUDA GPU: the GPU path's correctness and speed in <= 8 min -> results/gpu-check/ (DRY=1: CPU, toy sizes)
+	@test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv --system-site-packages $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		$(if $(wildcard wheels/*.whl),--no-index --find-links wheels) -r bench/gpu_check_requirements.txt
+	PYTHONPATH=$(CURDIR) $(GPU_VENV)/bin/python -m bench.gpu_check $(if $(DRY),--dry)
+
+wheels: $(STAMP)  ## download gpu-check's imports (not torch) into wheels/ for PY_VERSION on PLATFORM, to carry offline
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --dest wheels --only-binary=:all: \
+		--python-version $(PY_VERSION) --platform $(PLATFORM) -c constraints.txt -r bench/gpu_check_requirements.txt
+
 REF := results/reference
 reference: $(STAMP)  ## the committed reference grids: cpu (248 runs), cpu_long (112), Table 1 (30); about 8 h on 2 cores
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid reference --jobs 2 --reference-dir $(REF)/cpu
@@ -64,4 +82,4 @@ gallery:  ## copy README's figures from results/$(PROFILE)/figures (after make r
 	@echo "docs/gallery updated from results/$(PROFILE) and results/browser"
 
 clean:  ## remove the venv and generated results (keeps data/ downloads and results/reference)
-	rm -rf $(VENV) results/smoke results/cpu results/cpu_long results/gpu results/paper results/runs results/rehearse .pytest_cache
+	rm -rf $(VENV) $(GPU_VENV) results/smoke results/cpu results/cpu_long results/gpu results/paper results/runs results/rehearse .pytest_cache
