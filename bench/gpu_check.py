@@ -473,6 +473,14 @@ def work(phases, dry: bool, out: Path, data: Path | None) -> None:
 
 # ---- the driver's side: limits, restarts, the table ----------------------------------------------------------
 
+def _pump(stream, lines: queue.Queue) -> None:
+    """Copy a worker's stdout into ``lines``, then None at its end (a thread per worker: its own pipe and
+    queue, bound when the thread is made, so a late-starting thread never reads the next worker's pipe)."""
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
 def drive(phases, dry: bool, out: Path, limits: dict, data: Path | None = None) -> dict:
     """Run ``phases`` in worker processes under their time limits; returns {phase: result}."""
     results, todo = {}, list(phases)
@@ -482,7 +490,7 @@ def drive(phases, dry: bool, out: Path, limits: dict, data: Path | None = None) 
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True,
                                 cwd=Path(__file__).resolve().parents[1])
         lines = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
+        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
         current, deadline = todo[0], time.monotonic() + limits[todo[0]]
         while True:
             try:
