@@ -18,7 +18,7 @@ endif
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help env test test-browser reproduce executed rehearse lab data verify bench reference gallery clean clean-runs
+.PHONY: help env test test-browser reproduce executed rehearse lab data verify bench gpu-check wheels reference gallery clean clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,24 @@ bench: $(STAMP)  ## run the benchmarks in bench/
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python -m bench.run_all
 
+# `make gpu-check` runs with the CUDA machine's own Python and torch (GPU_PYTHON), in a venv that sees them
+# (--system-site-packages) and gets the kit's other imports from wheels/ when there is one (`make wheels`,
+# docs/running_anywhere.md#a-cuda-machine-without-a-package-registry), else from the registry.
+GPU_PYTHON ?= python3
+GPU_VENV   := .venv-gpu
+PY_VERSION ?= 3.11
+PLATFORM   ?= manylinux_2_28_x86_64
+
+gpu-check:  ## on one CUDA GPU: the GPU path's correctness and speed in <= 8 min -> results/gpu-check/ (DRY=1: CPU, toy sizes)
+	@test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv --system-site-packages $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		$(if $(wildcard wheels/*.whl),--no-index --find-links wheels) -r bench/gpu_check_requirements.txt
+	PYTHONPATH=$(CURDIR) $(GPU_VENV)/bin/python -m bench.gpu_check $(if $(DRY),--dry)
+
+wheels: $(STAMP)  ## download gpu-check's imports (not torch) into wheels/ for PY_VERSION on PLATFORM, to carry offline
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --dest wheels --only-binary=:all: \
+		--python-version $(PY_VERSION) --platform $(PLATFORM) -c constraints.txt -r bench/gpu_check_requirements.txt
+
 REF := results/reference
 reference: $(STAMP)  ## the committed reference grids: cpu (248 runs), cpu_long (112), Table 1 (30); about 8 h on 2 cores
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid reference --jobs 2 --reference-dir $(REF)/cpu
@@ -83,8 +101,8 @@ gallery:  ## copy README's figures from results/$(PROFILE)/figures (after make r
 	@for f in 02_pspl_explained 04_race; do test ! -f results/browser/$$f.png || cp results/browser/$$f.png docs/gallery/browser_$$f.png; done
 	@echo "docs/gallery updated from results/$(PROFILE) and results/browser"
 
-clean:  ## remove the venv and the CPU profiles' notebook outputs; keeps data/, results/reference and every trained run
-	rm -rf $(VENV) .pytest_cache results/smoke results/cpu results/cpu_long
+clean:  ## remove the venvs and the CPU profiles' notebook outputs; keeps data/, results/reference and every trained run
+	rm -rf $(VENV) $(GPU_VENV) .pytest_cache results/smoke results/cpu results/cpu_long
 	@echo "kept every trained run (results/runs, results/rehearse, results/gpu, results/paper): make clean-runs deletes them"
 
 clean-runs:  ## delete every trained run: says how many and how many hours of training, then asks (FORCE=1: no question)

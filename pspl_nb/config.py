@@ -67,6 +67,8 @@ class RunConfig:
     # run id through ``numerics()``; workers and loader give bit-identical batches and stay out of it.
     device: str = "auto"              # auto | cpu | cuda | mps
     amp: bool = False                 # bf16 autocast on CUDA (no effect elsewhere)
+    tf32: bool = False                # float32 convolutions and products in TF32 on CUDA (10-bit mantissas);
+                                      # False: IEEE float32 (no effect off CUDA; the SSIM map is always IEEE)
     channels_last: bool = False
     compile: bool = False             # torch.compile the model
     workers: int = 0                  # DataLoader worker processes (host loader)
@@ -115,15 +117,19 @@ class RunConfig:
         return name
 
     def numerics(self) -> str:
-        """What the machine does to the arithmetic, e.g. ``cpu``, ``cuda``, ``cuda-bf16-cl``.
+        """What the machine does to the arithmetic, e.g. ``cpu``, ``cuda``, ``cuda-bf16-cl``, ``cuda-tf32-ddp4``.
 
         The device type the run resolves to (``device="auto"`` follows the machine), then ``bf16`` when
-        autocast takes effect (CUDA only), ``cl`` for channels_last and ``compile``: each can change the
-        numbers a run produces, so each is part of the run's identity.
+        autocast takes effect (CUDA only), ``tf32`` when TF32 does (CUDA only), ``cl`` for channels_last,
+        ``compile``, and ``ddp<N>`` when N > 1 processes train it (torchrun's ``WORLD_SIZE``: the gradient is
+        summed across ranks in another order). Each can change the numbers a run produces, so each is part
+        of the run's identity; a flag that takes no effect adds nothing.
         """
         kind = resolve_device(self.device).type
-        flags = [kind] + ["bf16"] * (self.amp and kind == "cuda") + ["cl"] * self.channels_last
-        return "-".join(flags + ["compile"] * self.compile)
+        flags = [kind] + ["bf16"] * (self.amp and kind == "cuda") + ["tf32"] * (self.tf32 and kind == "cuda")
+        flags += ["cl"] * self.channels_last + ["compile"] * self.compile
+        world = world_size()
+        return "-".join(flags + [f"ddp{world}"] * (world > 1))
 
     def describe(self) -> str:
         """One line for figure footnotes: the data, model size, schedule and loss that made a result."""
@@ -165,7 +171,14 @@ class RunConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-EXECUTION_FIELDS = ("device", "amp", "channels_last", "compile", "workers", "loader")
+EXECUTION_FIELDS = ("device", "amp", "tf32", "channels_last", "compile", "workers", "loader")
+
+
+def world_size() -> int:
+    """How many DDP processes train a run: torchrun's ``WORLD_SIZE``, 1 outside torchrun."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def resolve_device(name: str = "auto"):
@@ -320,8 +333,9 @@ PROFILES = {
                      attention_steps=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16)),
     # one GPU, DIV2K, published architectures, EDSR-PyTorch epochs, half the paper's schedule, bf16
     "gpu": dict(_DIV2K, epochs=150, milestones=(100,), amp=True, channels_last=True),
-    # exactly the official settings (docs/official_code.md#training-schedule): 300 epochs, lr halved at 200
-    "paper": dict(_DIV2K, epochs=300, milestones=(200,), lr=1e-4),
+    # exactly the official settings (docs/official_code.md#training-schedule): 300 epochs, lr halved at 200,
+    # in IEEE float32: the paper's runs (2019) predate TF32, which came with the A100 in 2020
+    "paper": dict(_DIV2K, epochs=300, milestones=(200,), lr=1e-4, tf32=False),
     # make rehearse: the gpu profile's code path (DIV2K layout and loader, every evaluation set, bf16 on
     # CUDA, loader workers) on a schedule of minutes; tiny models on a CPU, the full ones on CUDA
     "rehearse": dict(_DIV2K, size="tiny", patch=24, batch=4, iters_per_epoch=4, epochs=2, milestones=(1,),

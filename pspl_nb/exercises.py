@@ -8,7 +8,6 @@
 - ``adam_step_sizes``: notebook 02's demonstration that Adam ignores a constant scale of the loss and that a
   rising one enlarges its steps, the way PSPL's mean weight rises from about 0 to gamma.
 """
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -81,20 +81,52 @@ def train_or_diverged(c: RunConfig, results=None, data_root=None, progress=None)
 
 # ---- running a grid --------------------------------------------------------------------------------------
 
-def _claim_slot(counter, gpus: tuple, parent: int | None = None) -> None:
-    """Worker initialiser: the k-th worker process takes GPU ``gpus[k % len(gpus)]`` (before CUDA starts),
-    and exits when ``parent`` (the pid of the process running the grid) dies."""
+def visible_devices() -> list | None:
+    """This process's ``CUDA_VISIBLE_DEVICES`` as a list of entries (indices, ``GPU-``/``MIG-`` UUIDs), or
+    None when it is not set (every GPU visible, CUDA's index i is physical GPU i)."""
+    mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return None if mask is None else [e.strip() for e in mask.split(",") if e.strip()]
+
+
+def worker_masks(gpus: tuple, jobs: int) -> tuple[list, dict]:
+    """(``CUDA_VISIBLE_DEVICES`` of worker k for k < jobs, {mask: runs placed on that GPU}).
+
+    ``gpus`` are this process's CUDA indices; a scheduler (SLURM, a MIG partition) may already have masked
+    the machine, so index i names the i-th entry of this process's mask, not physical GPU i.
+    """
+    mask = visible_devices()
+    if mask is not None and any(not 0 <= g < len(mask) for g in gpus):
+        raise ValueError(f"gpus={gpus}: this process sees {len(mask)} GPU(s) (CUDA_VISIBLE_DEVICES={','.join(mask)})")
+    names = [str(g) if mask is None else mask[g] for g in gpus]
+    workers = [names[k % len(names)] for k in range(jobs)] if names else []
+    return workers, {name: workers.count(name) for name in names}
+
+
+def _claim_slot(counter, workers: list, per_device: dict, parent: int | None = None) -> None:
+    """Worker initialiser (before CUDA starts): the k-th worker process sees only GPU ``workers[k % len]``
+    and is told how many runs share that GPU (``train.RUNS_PER_DEVICE``: each budgets its data copy by it);
+    it exits when ``parent`` (the pid of the process running the grid) dies."""
+    from pspl_nb.train import RUNS_PER_DEVICE
+
     if parent is not None:
         exit_with_parent(parent)
     with counter.get_lock():
         k = counter.value
         counter.value += 1
-    if gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus[k % len(gpus)])
+    if workers:
+        gpu = workers[k % len(workers)]
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        os.environ[RUNS_PER_DEVICE] = str(per_device[gpu])
 
 
 def _run(args):
-    c, results, data_root, threads = args
+    """One grid worker's run: ``train_or_diverged`` with ``threads`` torch threads. ``cuda``: the grid was
+    asked to run on CUDA, so a worker that sees no GPU stops instead of training on the CPU (another run id)."""
+    c, results, data_root, threads, cuda = args
+    if cuda and not torch.cuda.is_available():
+        mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise RuntimeError(f"{c.run_id()}: the grid runs on CUDA but this worker sees no GPU "
+                           f"(CUDA_VISIBLE_DEVICES={mask!r}); not training it on the CPU")
     torch.set_num_threads(threads)
     return train_or_diverged(c, results, data_root, progress=False)
 
@@ -107,8 +139,10 @@ def run_grid(configs, jobs="auto", results=None, data_root=None, progress=None, 
         jobs: parallel processes, or "auto": on CPU one per core (capped at 2 per run's share of threads),
             on CUDA ``probe_concurrency`` per GPU times the GPUs. 1 runs in this process.
         results, data_root: as in ``train``. progress: a bar over runs (None: off when ``CI`` is set).
-        gpus: GPU indices to spread workers over (None: every visible GPU when the runs use CUDA). Worker k
-            sees only ``gpus[k % len(gpus)]``, so N jobs on one GPU share it and jobs spread over several.
+        gpus: GPU indices to spread workers over (None: every visible GPU when the runs use CUDA), as this
+            process numbers them: inside a scheduler's ``CUDA_VISIBLE_DEVICES`` mask, index i is its i-th
+            entry. Worker k sees only ``gpus[k % len(gpus)]``, so N jobs on one GPU share it (each budgets
+            device memory for all N) and jobs spread over several.
     Returns:
         DataFrame with ``ID_COLUMNS`` then the history columns (epoch, psnr_<set>, ...).
     """
@@ -119,10 +153,12 @@ def run_grid(configs, jobs="auto", results=None, data_root=None, progress=None, 
     if gpus is None:
         gpus = tuple(range(torch.cuda.device_count())) if cuda else ()
     if jobs == "auto":
-        jobs = probe_concurrency(unique[0])["best"] * max(1, len(gpus)) if cuda else min(2, os.cpu_count() or 1)
+        jobs = probe_concurrency(unique[0], data_root=data_root)["best"] * max(1, len(gpus)) if cuda else \
+            min(2, os.cpu_count() or 1)
     jobs = max(1, min(int(jobs), len(unique)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    work = [(c, results, data_root, threads) for c in unique]
+    workers, per_device = worker_masks(tuple(gpus), jobs)
+    work = [(c, results, data_root, threads, cuda) for c in unique]
     show = (not os.environ.get("CI")) if progress is None else progress
     tables = []
     with tqdm(total=len(work), desc="runs", disable=not show) as bar:
@@ -134,7 +170,7 @@ def run_grid(configs, jobs="auto", results=None, data_root=None, progress=None, 
             # spawn: a forked child would inherit this process's torch thread pool (and CUDA state) and hang
             ctx = get_context("spawn")
             with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_claim_slot,
-                                     initargs=(ctx.Value("i", 0), tuple(gpus), os.getpid())) as pool:
+                                     initargs=(ctx.Value("i", 0), workers, per_device, os.getpid())) as pool:
                 for table in pool.map(_run, work):
                     tables.append(table)
                     bar.update(1)
@@ -142,41 +178,48 @@ def run_grid(configs, jobs="auto", results=None, data_root=None, progress=None, 
 
 
 def _probe_worker(args) -> float:
-    """Seconds for ``steps`` training steps of ``c`` after ``warmup`` (random data; one process's share)."""
-    from pspl_nb.models import build_model
-    from pspl_nb.train import make_criterion, train_step
+    """Seconds for ``steps`` training steps of ``c`` after ``warmup``, as one of ``share`` runs on its device.
 
-    c, steps, warmup, barrier = args
+    The steps are the trainer's own (``train.take_step``): its model, optimiser, loss, autocast,
+    channels_last and compile, on its batches from the loader it would pick with ``share`` runs per device
+    (the device sampler holds its own copy of the training set there, as a run of the grid would).
+    """
+    from pspl_nb import train as T
+
+    c, steps, warmup, barrier, data_root, share = args
+    os.environ[T.RUNS_PER_DEVICE] = str(share)
     device = resolve_device(c.device)
-    torch.manual_seed(0)
-    channels = 1 if c.channels == "y" else 3
-    model = build_model(c.model, c.scale, c.size, channels, c.rgb_range).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)
-    criterion = make_criterion(c)
-    low = torch.rand(c.batch, channels, c.patch, c.patch, device=device) * c.rgb_range
-    high = torch.rand(c.batch, channels, c.patch * c.scale, c.patch * c.scale, device=device) * c.rgb_range
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.amp and device.type == "cuda")
-    for _ in range(warmup):
-        train_step(model, criterion, optimizer, low, high, 1.0, amp)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    T.set_float32_precision(c, device)
+    run = T.assemble(c, None, device, 0, 1, data_root)
+    T.wrap_model(run)
+    batches, amp = T.Batches(run, data_root), T.autocast(c, device)
+    before = [p.detach().clone() for p in run.model.parameters()]
+    it = (pair for epoch in range(10**6) for pair in batches.epoch(epoch))
+
+    def some(n):
+        for i in range(n):
+            low, high = next(it)
+            T.take_step(run, low, high, 1.0 + i / c.iters_per_epoch, c.lr, amp, before)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    some(warmup)
     barrier.wait()  # all processes start timing together
     t0 = time.perf_counter()
-    for _ in range(steps):
-        train_step(model, criterion, optimizer, low, high, 1.0, amp)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    some(steps)
     return time.perf_counter() - t0
 
 
 def probe_concurrency(c: RunConfig, candidates=(1, 2, 4, 8), steps: int = 50, warmup: int = 10,
-                      gain: float = 1.1) -> dict:
+                      gain: float = 1.1, data_root=None) -> dict:
     """How many copies of run ``c`` to train at once on one device, measured.
 
-    For each n in ``candidates`` n processes each time ``steps`` training steps of ``c`` (random batches of
-    its shape) at the same moment; the aggregate pace is n * steps / (slowest process's seconds). The
-    answer is the smallest n whose pace no larger candidate beats by more than ``gain`` (10%): a small
-    model that leaves a GPU idle between kernel launches gains from company, a large one does not.
+    For each n in ``candidates`` n processes each time ``steps`` training steps of ``c`` at the same moment:
+    the workload the grid will run (``_probe_worker``: the trainer's steps, loader and numerics, each with
+    its own data copy where the device sampler is chosen for n runs per device). The aggregate pace is
+    n * steps / (slowest process's seconds). The answer is the smallest n whose pace no larger candidate
+    beats by more than ``gain`` (10%): a small model that leaves a GPU idle between kernel launches gains
+    from company, a large one does not.
 
     Returns:
         dict(best=n, it_per_s={n: aggregate iterations per second}).
@@ -184,9 +227,10 @@ def probe_concurrency(c: RunConfig, candidates=(1, 2, 4, 8), steps: int = 50, wa
     ctx = get_context("spawn")
     pace = {}
     for n in candidates:
-        barrier = ctx.Manager().Barrier(n)
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-            seconds = list(pool.map(_probe_worker, [(c, steps, warmup, barrier)] * n))
+        with ctx.Manager() as manager:  # its server process ends with the block
+            barrier = manager.Barrier(n)
+            with ProcessPoolExecutor(n, mp_context=ctx, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+                seconds = list(pool.map(_probe_worker, [(c, steps, warmup, barrier, data_root, n)] * n))
         pace[n] = n * steps / max(seconds)
     best = candidates[0]
     for n in candidates[1:]:
@@ -212,7 +256,8 @@ def submit_grid(configs, folder, cluster: str | None = None, results=None, data_
     executor.update_parameters(**parameters)
     unique = list({c.run_id(): c for c in configs}.values())
     with executor.batch():
-        jobs = [executor.submit(_run, (c, results, data_root, max(1, (os.cpu_count() or 1)))) for c in unique]
+        jobs = [executor.submit(_run, (c, results, data_root, max(1, (os.cpu_count() or 1)), c.device == "cuda"))
+                for c in unique]
     return jobs
 
 

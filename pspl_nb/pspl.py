@@ -57,7 +57,27 @@ def attention(ms, step: float, gamma: float = 2.0, mu: float = -1.0, alpha: floa
     return (ms - mu).div_(delta).square_().neg_().exp_().mul_(gamma)
 
 
-def contrast(ms, step: float, mu: float = -1.0, alpha: float = 1.0, beta: float = 0.0) -> torch.Tensor:
+class WholeBatch:
+    """Batch statistics of the tensor at hand: in one process that is the whole batch.
+
+    The controls normalise by statistics over the batch (``weights="mean"`` and ``"contrast"``). Under DDP
+    each process holds a shard of it, and ``pspl_nb.train.ShardedBatch`` combines the shards' values across
+    processes so that every rank optimises the single-process objective. Each method maps the statistic of
+    the local tensor (a 0-d tensor) to the batch's.
+    """
+
+    def mean(self, local: torch.Tensor) -> torch.Tensor:
+        return local
+
+    def min(self, local: torch.Tensor) -> torch.Tensor:
+        return local
+
+    def max(self, local: torch.Tensor) -> torch.Tensor:
+        return local
+
+
+def contrast(ms, step: float, mu: float = -1.0, alpha: float = 1.0, beta: float = 0.0,
+             batch: WholeBatch | None = None) -> torch.Tensor:
     """Eq. 7's attention divided by its mean over all elements: PSPL's pixel contrast at a constant scale.
 
     ``Ma / mean(Ma)`` has mean 1 whatever the age, so it keeps which pixels PSPL favours and drops the
@@ -65,18 +85,21 @@ def contrast(ms, step: float, mu: float = -1.0, alpha: float = 1.0, beta: float 
     with ``z = -(ms - mu)^2 / delta^2``: stable even when every Ma underflows to 0 early in training. At
     delta = 0 (or so small that delta^2 is below the dtype's smallest normal) it is the limit: equal
     weights on the elements closest to mu, 0 elsewhere. Returns a tensor shaped like ``ms``, values >= 0, mean 1.
+    ``batch`` (default ``WholeBatch()``) takes the maximum and the mean over the whole batch when ``ms`` is
+    one DDP process's shard of it.
     """
     check_schedule(1.0, alpha, beta, step)
+    batch = batch or WholeBatch()
     d2 = torch.as_tensor(ms).sub(mu).square_()
     delta = alpha * step + beta
     # (ms - mu)^2 <= 4 on SSIM's range, so from delta^2 >= 4 * tiny on z = -(ms - mu)^2 / delta^2 cannot overflow
     # (and 0 / 0 cannot happen); below it the limit is taken
     if delta * delta < 4 * torch.finfo(d2.dtype).tiny:
-        w = (d2 == d2.min()).to(d2.dtype)
+        w = (d2 == batch.min(d2.min())).to(d2.dtype)
     else:
         z = d2.div_(-delta * delta)
-        w = z.sub_(z.max()).exp_()
-    return w.div_(w.mean())
+        w = z.sub_(batch.max(z.max())).exp_()
+    return w.div_(batch.mean(w.mean()))
 
 
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, base: str = "l1", eps: float = 1e-3, weight=None) -> torch.Tensor:
@@ -116,6 +139,9 @@ class PSPLLoss(nn.Module):
         check_finite: raise ValueError on a non-finite loss. It reads the loss on the host, a GPU
             synchronisation that stalls the launch of the backward pass; the trainer turns it off and
             checks the loss after the optimiser step instead.
+        batch: how "mean" and "contrast" take statistics over the batch (default ``WholeBatch()``, the
+            tensor at hand); the DDP trainer passes ``pspl_nb.train.ShardedBatch`` so that they normalise
+            by the global batch, not by one process's shard.
 
     ``forward(sr, hr, step)`` takes (N, C, H, W) tensors on [0, data_range] and the age in epochs;
     it returns a scalar. ``last_attention`` holds the detached (N, C, H, W) Ma of Eq. 7 of the latest call
@@ -123,7 +149,7 @@ class PSPLLoss(nn.Module):
     """
 
     def __init__(self, base="l1", gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, ssim="paper", padding="zeros",
-                 data_range=1.0, weights="pixel", moments="float64", check_finite=True):
+                 data_range=1.0, weights="pixel", moments="float64", check_finite=True, batch=None):
         super().__init__()
         check_schedule(gamma, alpha, beta)
         if base not in BASES:
@@ -138,7 +164,7 @@ class PSPLLoss(nn.Module):
             raise ValueError(f"PSPLLoss: weights={weights!r}, expected one of {WEIGHTS}")
         self.base, self.gamma, self.mu, self.alpha, self.beta = base, gamma, mu, alpha, beta
         self.ssim, self.padding, self.data_range, self.weights = ssim, padding, data_range, weights
-        self.moments, self.check_finite = moments, check_finite
+        self.moments, self.check_finite, self.batch = moments, check_finite, batch or WholeBatch()
         self.c = (1e-4, 9e-4) if ssim == "official" else ((0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
         self.last_attention = None
 
@@ -153,9 +179,9 @@ class PSPLLoss(nn.Module):
                           moments=self.moments)
             ma = attention(ms, step, self.gamma, self.mu, self.alpha, self.beta).to(sr.dtype)
             if self.weights == "mean":
-                weight = ma.mean()
+                weight = self.batch.mean(ma.mean())
             elif self.weights == "contrast":
-                weight = contrast(ms, step, self.mu, self.alpha, self.beta).to(sr.dtype)
+                weight = contrast(ms, step, self.mu, self.alpha, self.beta, self.batch).to(sr.dtype)
             else:
                 weight = ma
         self.last_attention = ma

@@ -68,7 +68,9 @@ def _contributions(in_size, out_size, scale):
 # would otherwise pin hundreds of MB; training reuses one or two patch sizes.
 @functools.lru_cache(maxsize=32)
 def _weights(in_size, out_size, scale, dtype, device):
-    return torch.from_numpy(_contributions(in_size, out_size, scale)).to(dtype=dtype, device=device)
+    # a normal tensor even when first asked for under inference mode (evaluation): training saves it for backward
+    with torch.inference_mode(False):
+        return torch.from_numpy(_contributions(in_size, out_size, scale)).to(dtype=dtype, device=device)
 
 
 def _plan(in_hw, scale, out_shape):
@@ -108,7 +110,7 @@ def imresize(x, scale=None, out_shape=None):
             round up).
         out_shape: ``(H_out, W_out)`` instead of ``scale``; the per-axis scale is then ``out / in``.
     Returns:
-        Tensor (N, C, H_out, W_out), same dtype and device as ``x``.
+        Tensor (N, C, H_out, W_out), same dtype and device as ``x`` (also inside an autocast region).
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"x must be a tensor (N, C, H, W), got shape {tuple(getattr(x, 'shape', ()))}")
@@ -116,8 +118,10 @@ def imresize(x, scale=None, out_shape=None):
         raise ValueError(f"x must be a float tensor, got dtype {x.dtype}")
     if x.shape[-2] == 0 or x.shape[-1] == 0:
         raise ValueError(f"x must have H, W >= 1, got shape {tuple(x.shape)}")
-    for axis, out_size, s in _plan(tuple(x.shape[-2:]), scale, out_shape):
-        x = _resize_axis(x, axis, out_size, s)
+    # in x's own dtype even under autocast, which would round a float32 image to bf16 in the products
+    with torch.autocast(x.device.type, enabled=False):
+        for axis, out_size, s in _plan(tuple(x.shape[-2:]), scale, out_shape):
+            x = _resize_axis(x, axis, out_size, s)
     return x
 
 

@@ -23,6 +23,7 @@ against peer libraries.
 """
 import functools
 import threading
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,25 @@ MOMENTS = ("float64", "float32")
 CHUNK = 32  # outputs per product on CPU: the band's ~CHUNK + 11 inputs instead of the whole side (bench/REPORT.md)
 SCRATCH_MAX = 2**22  # elements (32 MB in float64) of each reusable CPU scratch buffer; larger calls allocate
 _scratch = threading.local()
+
+
+@contextmanager
+def ieee_float32():
+    """Inside: float32 matrix products and convolutions in IEEE float32 on CUDA, whatever TF32 setting the run
+    chose (``RunConfig.tf32``); outside, the run's setting again.
+
+    TF32 keeps 10 bits of each float32 factor. The SSIM map's variances are small differences of large
+    moments (``ssim_map``), so float32 moments computed in TF32 would be off by far more than float32's own
+    rounding; float64 moments are not affected by TF32 at all. The flags are process-wide and only read
+    by CUDA kernels: on other devices this changes nothing.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -131,6 +151,8 @@ def ssim_map(
         full=True, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=L)`` wherever
         the window lies inside the image.
 
+    The filtering runs in IEEE float32 or float64 whatever the process's TF32 setting (``ieee_float32``).
+
     How: the four moments x, y, 2xy, (x - y)^2 are laid out (H, 4 N C, W) in one buffer, each axis is
     filtered by one matrix product (``filter_matrix``), and SSIM is evaluated in place on the result.
     """
@@ -141,7 +163,8 @@ def ssim_map(
     n, c, h, w = x.shape
     buf, spare = _scratch_buffers(4 * n * c * h * w, work, x.device)
     _pixel_moments(x, y, buf.view(h, 4, n, c, w))
-    filtered = _filter_moments(buf, spare, h, 4 * n * c, w, padding, win_size, sigma)  # (H', 4 N C, W') in buf
+    with ieee_float32():  # float32 moments stay IEEE float32 on CUDA (TF32 would round the products' factors)
+        filtered = _filter_moments(buf, spare, h, 4 * n * c, w, padding, win_size, sigma)  # (H', 4 N C, W') in buf
     return _ssim_from_moments(filtered.view(filtered.shape[0], 4, n, c, -1), spare, c1, c2, x.dtype)
 
 
@@ -159,6 +182,12 @@ def filter_matrix(n: int, padding: str = "zeros", win_size: int = 11, sigma: flo
     "valid". Built in float64 and cast, cached per arguments (a 96 x 96 matrix is 74 kB): shared, so
     never modify it in place.
     """
+    with torch.inference_mode(False):  # cached: a normal tensor even when first asked for in inference mode
+        return _banded_matrix(n, padding, win_size, sigma).to(dtype=dtype, device=device)
+
+
+def _banded_matrix(n: int, padding: str, win_size: int, sigma: float) -> torch.Tensor:
+    """``filter_matrix`` in float64 on the CPU."""
     g = gaussian_window(win_size, sigma, torch.float64)
     pad = win_size // 2
     rows = n - 2 * pad if padding == "valid" else n
@@ -173,7 +202,7 @@ def filter_matrix(n: int, padding: str = "zeros", win_size: int = 11, sigma: flo
     inside = (src >= 0) & (src < n)  # zero padding: taps outside the signal contribute nothing
     a = torch.zeros(rows, n, dtype=torch.float64)
     a.index_put_((out[inside], src[inside]), taps[inside], accumulate=True)  # reflect can hit one input twice
-    return a.to(dtype=dtype, device=device)
+    return a
 
 
 def _scratch_buffers(numel: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,7 +216,9 @@ def _scratch_buffers(numel: int, dtype, device) -> tuple[torch.Tensor, torch.Ten
         return torch.empty(numel, dtype=dtype, device=device), torch.empty(numel, dtype=dtype, device=device)
     kept = getattr(_scratch, "buffers", None)
     if kept is None or kept[0].dtype != dtype or kept[0].numel() < numel:
-        kept = _scratch.buffers = (torch.empty(numel, dtype=dtype), torch.empty(numel, dtype=dtype))
+        # normal tensors even when made under inference mode (evaluation): later calls write into them
+        with torch.inference_mode(False):
+            kept = _scratch.buffers = (torch.empty(numel, dtype=dtype), torch.empty(numel, dtype=dtype))
     return kept[0][:numel], kept[1][:numel]
 
 
@@ -228,7 +259,12 @@ def _axis_plan(n: int, padding: str, win_size: int, sigma: float, dtype, device)
     per row, so a dense product of a long side does mostly multiplications by 0. CUDA takes one dense
     product per axis: there fewer kernel launches win over fewer operations.
     """
-    a = filter_matrix(n, padding, win_size, sigma, dtype, device)
+    with torch.inference_mode(False):  # cached blocks: normal tensors even when made in inference mode
+        return _plan_products(filter_matrix(n, padding, win_size, sigma, dtype, device), n, device)
+
+
+def _plan_products(a: torch.Tensor, n: int, device) -> list:
+    """``_axis_plan``'s pieces of the filter matrix ``a`` (n', n)."""
     k = 1 if torch.device(device or "cpu").type != "cpu" else max(1, round(a.shape[0] / CHUNK))
     edges = [round(i * a.shape[0] / k) for i in range(k + 1)]
     pieces = []

@@ -13,9 +13,15 @@ call) and, unlike the official code, is restored on resume. The learning rate is
 Nothing in the inner loop reads a value back from the device: losses and PSPL weight statistics stay
 there, and the loss is checked for NaN/inf every ``CHECK_EVERY`` steps and at the end of every epoch (one
 synchronisation each), so the host can queue step n + 1 while the device still computes step n.
+
+Under DDP (torchrun) every rank trains its shard of each global batch; what defines the objective (the
+batch statistics of the ``uniform`` and ``contrast`` controls) and what is logged (loss, PSPL weights) is
+taken over the global batch (``ShardedBatch``), so a DDP run optimises and reports what a single process
+would, up to the order of float sums.
 """
 import argparse
 import dataclasses
+import inspect
 import math
 import os
 import random
@@ -30,19 +36,21 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from pspl_nb.config import PROFILES, RAMP_STEP, SGD_MOMENTUM, TEST_SETS, RunConfig, profile, resolve_device
+from pspl_nb.config import (PROFILES, RAMP_STEP, SGD_MOMENTUM, TEST_SETS, RunConfig, profile, resolve_device,
+                            world_size)
 from pspl_nb.data import TrainPatches, load_eval_set
 from pspl_nb.data.datasets import EpochBatches
 from pspl_nb.data.device_patches import DevicePatches
-from pspl_nb.evaluate import as_channels, evaluate, to_tensor
+from pspl_nb.evaluate import as_channels, evaluate, stage_pairs, to_tensor
 from pspl_nb.models import build_model
 from pspl_nb.preflight import check_data, check_memory
-from pspl_nb.pspl import PSPLLoss, pixel_loss
+from pspl_nb.pspl import PSPLLoss, WholeBatch, pixel_loss
 from pspl_nb.runs import (atomic_write, code_version, is_finished, load_checkpoint, load_history,  # noqa: F401
                           load_model, read_meta, results_root, run_folder, run_lock, save_json, session_entry)
 
 CHECK_EVERY = 50  # steps between checks for a non-finite loss: one host synchronisation each
 BLOCKS = 10  # per epoch, rows of updates.csv: Adam's step size is followed at a tenth of an epoch
+RUNS_PER_DEVICE = "PSPL_RUNS_PER_DEVICE"  # environment: how many runs a grid places on this process's GPU
 
 
 class NonFiniteLoss(RuntimeError):
@@ -59,21 +67,44 @@ def learning_rate(c: RunConfig, epoch: int, age: float) -> float:
     return lr * min(1.0, age / c.warmup_epochs) if c.warmup_epochs > 0 else lr
 
 
-def make_optimizer(c: RunConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(c: RunConfig, params, device=None) -> torch.optim.Optimizer:
     """Adam(0.9, adam_beta2, eps 1e-8) as EDSR-PyTorch trains, or SGD with momentum ``SGD_MOMENTUM``, at ``c.lr``
-    (the trainer sets each step's lr itself, ``learning_rate``)."""
+    (the trainer sets each step's lr itself, ``learning_rate``).
+
+    On CUDA (``device``) the fused implementation: one kernel for every parameter, and its step counters
+    stay on the device, so a step reads nothing back per parameter. Elsewhere torch's default (a loop over
+    the parameters on CPU), whose results the committed CPU grids were made with. ``optimizer_kind`` says
+    which one an optimiser is.
+    """
+    fused = dict(fused=True) if device is not None and torch.device(device).type == "cuda" else {}
     if c.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=c.lr, momentum=SGD_MOMENTUM)
-    return torch.optim.Adam(params, lr=c.lr, betas=(0.9, c.adam_beta2), eps=1e-8)
+        return torch.optim.SGD(params, lr=c.lr, momentum=SGD_MOMENTUM, **fused)
+    return torch.optim.Adam(params, lr=c.lr, betas=(0.9, c.adam_beta2), eps=1e-8, **fused)
 
 
-def make_criterion(c: RunConfig):
-    """The run's loss as ``f(sr, hr, age) -> scalar``; a PSPLLoss (``.last_attention``) unless weighting is none."""
+def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
+    """e.g. ``"Adam (fused)"``: the optimiser and its implementation, fused, foreach or for-loop (meta.json)."""
+    d = optimizer.defaults
+    on_device = optimizer.param_groups[0]["params"][0].device.type in ("cuda", "xpu")
+    way = "fused" if d.get("fused") else "foreach" if d.get("foreach") or (d.get("foreach") is None and on_device) \
+        else "for-loop"
+    return f"{type(optimizer).__name__} ({way})"
+
+
+def make_criterion(c: RunConfig, batch: WholeBatch | None = None):
+    """The run's loss as ``f(sr, hr, age) -> scalar``; a PSPLLoss (``.last_attention``) unless weighting is none.
+
+    ``batch``: how the controls take statistics over the batch (``ShardedBatch`` under DDP)."""
     if c.weighting == "none":
         return lambda sr, hr, age: pixel_loss(sr, hr, c.base, 1e-3 * c.rgb_range)
     weights = {"pspl": "pixel", "uniform": "mean", "contrast": "contrast"}[c.weighting]
     return PSPLLoss(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range, weights=weights,
-                    moments=c.moments, check_finite=False)
+                    moments=c.moments, check_finite=False, batch=batch)
+
+
+def autocast(c: RunConfig, device: torch.device):
+    """The step's autocast context: bf16 when ``c.amp`` on CUDA, disabled elsewhere (amp then has no effect)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.amp and device.type == "cuda")
 
 
 class Snapshotter:
@@ -175,28 +206,91 @@ class EpochReport:
 
 # ---- stages ----------------------------------------------------------------------------------------------
 
-def join_process_group(c: RunConfig) -> tuple[int, int]:
-    """(rank, world size); under torchrun (``WORLD_SIZE`` > 1) joins the DDP process group first."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() and c.device != "cpu" else "gloo")
+def bind_device(c: RunConfig, world: int) -> torch.device:
+    """The device this process trains on, made the current CUDA device when there are several processes.
+
+    Under torchrun each rank takes GPU ``LOCAL_RANK``. It must be current before the first collective:
+    NCCL binds a communicator to the device that is current when it is first used, and otherwise every
+    rank would use GPU 0.
+    """
+    device = resolve_device(c.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def join_process_group(c: RunConfig) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under torchrun (``WORLD_SIZE`` > 1) binds the rank's device, then joins the
+    DDP process group: NCCL with that device (``device_id``) on CUDA, gloo elsewhere."""
+    world = world_size()
     if c.batch % world:
         raise ValueError(f"RunConfig.batch={c.batch}: must be divisible by the {world} DDP processes")
-    return (dist.get_rank() if world > 1 else 0), world
+    device = bind_device(c, world)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":  # device_id (torch >= 2.3) binds the communicator to the rank's GPU at once
+            bound = "device_id" in inspect.signature(dist.init_process_group).parameters
+            dist.init_process_group("nccl", **({"device_id": device} if bound else {}))
+        else:
+            dist.init_process_group("gloo")
+    return (dist.get_rank() if world > 1 else 0), world, device
 
 
-def build(c: RunConfig, folder: Path, rank: int, world: int, data_root, force: bool) -> Run:
-    """Device, seeded model, Adam, loss and snapshotter; rank 0 (re)writes config.json and meta.json."""
-    device = resolve_device(c.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-        torch.cuda.set_device(device)
+def set_float32_precision(c: RunConfig, device: torch.device) -> dict:
+    """Apply ``c.tf32`` to this process's CUDA float32 products and convolutions; returns the settings in force.
+
+    torch's own defaults differ between the two (convolutions in TF32, matrix products not), so a run states
+    its choice instead of inheriting them. Off CUDA nothing is set and the flags have no effect.
+    """
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = c.tf32
+    return tf32_in_force(device)
+
+
+def tf32_in_force(device: torch.device) -> dict:
+    """This process's TF32 flags for matrix products and convolutions, and whether they act on ``device``."""
+    return dict(matmul=torch.backends.cuda.matmul.allow_tf32, cudnn=torch.backends.cudnn.allow_tf32,
+                in_effect=device.type == "cuda")
+
+
+class ShardedBatch(WholeBatch):
+    """Statistics over the global batch when each of ``world`` DDP processes holds an equal shard of it:
+    the shards' means averaged, their minima and maxima combined, with one all-reduce each."""
+
+    def __init__(self, world: int):
+        self.world = world
+
+    def _reduce(self, local: torch.Tensor, op) -> torch.Tensor:
+        out = local.detach().clone()
+        dist.all_reduce(out, op=op)
+        return out
+
+    def mean(self, local: torch.Tensor) -> torch.Tensor:
+        return self._reduce(local, dist.ReduceOp.SUM).div_(self.world)
+
+    def min(self, local: torch.Tensor) -> torch.Tensor:
+        return self._reduce(local, dist.ReduceOp.MIN)
+
+    def max(self, local: torch.Tensor) -> torch.Tensor:
+        return self._reduce(local, dist.ReduceOp.MAX)
+
+
+def assemble(c: RunConfig, folder, device: torch.device, rank: int, world: int, data_root) -> Run:
+    """The seeded model on ``device``, its optimiser, the loss and the snapshotter: a ``Run`` before any file
+    is touched (``build`` adds the files; ``experiments.probe_concurrency`` times steps of one)."""
     torch.manual_seed(c.seed)
     model = build_model(c.model, c.scale, c.size, 1 if c.channels == "y" else 3, c.rgb_range).to(device)
-    optimizer = make_optimizer(c, model.parameters())
-    run = Run(c, folder, device, rank, world, model, optimizer, make_criterion(c), Snapshotter(c, data_root))
+    optimizer = make_optimizer(c, model.parameters(), device)
+    criterion = make_criterion(c) if world == 1 else make_criterion(c, ShardedBatch(world))
+    return Run(c, folder, device, rank, world, model, optimizer, criterion, Snapshotter(c, data_root))
+
+
+def build(c: RunConfig, folder: Path, rank: int, world: int, device: torch.device, data_root, force: bool) -> Run:
+    """Numerics, seeded model, optimiser, loss and snapshotter; rank 0 (re)writes config.json and meta.json."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    set_float32_precision(c, device)
+    run = assemble(c, folder, device, rank, world, data_root)
     if rank == 0:
         if force:
             for name in ("last.pt", "best.pt", "history.csv", "attention.npz", "test_scores.csv", "eval_scores.csv",
@@ -206,19 +300,40 @@ def build(c: RunConfig, folder: Path, rank: int, world: int, data_root, force: b
     return run
 
 
+def rng_states(device: torch.device) -> dict:
+    """The random states a checkpoint keeps: torch's CPU generator, numpy's, Python's, and on CUDA the
+    generator of ``device`` (all on the host)."""
+    states = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def restore_rng_states(states: dict, device: torch.device) -> None:
+    """Put back ``rng_states``; the CUDA generator only when the checkpoint has one and the run is on CUDA."""
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
 def resume(run: Run) -> None:
-    """Load ``last.pt`` if there is one: weights, optimiser, history, snapshots and random states."""
+    """Load ``last.pt`` if there is one: weights, optimiser, history, snapshots and random states.
+
+    The file is read onto the host whatever the device: the random states must stay CPU tensors, and
+    ``load_state_dict`` moves weights and optimiser moments to the parameters' device itself, keeping a
+    non-fused Adam's step counters on the host where its step reads them without a synchronisation.
+    """
     if not run.last.exists():
         return
-    ck = load_checkpoint(run.last, run.device)
+    ck = load_checkpoint(run.last, "cpu")  # the random states must stay on the host
     run.model.load_state_dict(ck["model"])
     run.optimizer.load_state_dict(ck["optimizer"])
     run.rows, run.epoch, run.best = ck["history"], ck["epoch"], ck["best"]
     run.images, run.updates = ck.get("images", []), ck.get("updates", [])
     run.snaps.pending, run.snaps.taken = ck["snapshots_pending"], ck["snapshots"]
-    torch.set_rng_state(ck["rng"]["torch"])
-    np.random.set_state(ck["rng"]["numpy"])
-    random.setstate(ck["rng"]["python"])
+    restore_rng_states(ck["rng"], run.device)
 
 
 def wrap_model(run: Run) -> None:
@@ -230,6 +345,22 @@ def wrap_model(run: Run) -> None:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[run.device.index] if run.device.type == "cuda" else None)
     run.net = torch.compile(net) if c.compile else net
+
+
+def device_loader_fits(nbytes: int, device: torch.device, runs: int | None = None) -> bool:
+    """Whether a training set of ``nbytes`` goes on ``device`` for the device sampler: CUDA only, and only
+    if it fits in a third of this run's share of the device's memory.
+
+    ``runs`` is how many runs share the device (default: ``$PSPL_RUNS_PER_DEVICE``, set by
+    ``experiments.run_grid``'s workers, else 1). Each of them holds its own copy of the set, and each
+    decides at its own start: the share, the smaller of the free memory and total / runs, leaves room for
+    every run placed there, not only for those that started before this one.
+    """
+    if device.type != "cuda":
+        return False
+    runs = max(1, runs or int(os.environ.get(RUNS_PER_DEVICE, "1")))
+    free, total = torch.cuda.mem_get_info(device)
+    return nbytes < min(free, total / runs) / 3
 
 
 class Batches:
@@ -245,9 +376,7 @@ class Batches:
             raise ValueError(f"RunConfig.patch={c.patch}: {e}") from None
         self.kind = c.loader
         if self.kind == "auto":
-            fits = run.device.type == "cuda" and \
-                DevicePatches.nbytes(self.patches) < torch.cuda.mem_get_info(run.device)[0] / 3
-            self.kind = "device" if fits else "host"
+            self.kind = "device" if device_loader_fits(DevicePatches.nbytes(self.patches), run.device) else "host"
         self.sampler = EpochBatches(c.iters_per_epoch, c.batch, run.rank, run.world)
         if self.kind == "device":
             self.device = DevicePatches(self.patches, run.device)
@@ -260,28 +389,36 @@ class Batches:
         """Yield (lr, hr) uint8 tensors (B, C, p, p), (B, C, sp, sp) of ``epoch``, on the device or the host."""
         self.sampler.set_epoch(epoch)
         if self.kind == "device":
-            for indices in self.sampler:
-                yield self.device.batch(epoch, [i for _, i in indices])
+            yield from self.device.epoch(epoch, [[i for _, i in indices] for indices in self.sampler])
         else:
             yield from self.loader
 
 
-def load_evaluation(c: RunConfig, data_root) -> dict:
-    """{set name: pairs} of ``eval_sets``; ``eval_limit`` cuts validation sets only, never a test set."""
-    return {name: load_eval_set(name, c.scale, root=data_root, limit=None if name in TEST_SETS else c.eval_limit)
+def load_evaluation(c: RunConfig, data_root, device=None) -> dict:
+    """{set name: images} of ``eval_sets``, held on ``device`` for every evaluation (``evaluate.stage_pairs``;
+    EvalPair lists when ``device`` is None); ``eval_limit`` cuts validation sets only, never a test set."""
+    sets = {name: load_eval_set(name, c.scale, root=data_root, limit=None if name in TEST_SETS else c.eval_limit)
             for name in c.eval_sets}
+    return sets if device is None else {name: stage_pairs(pairs, c.channels, device) for name, pairs in sets.items()}
 
 
 def check_finite(run: Run, losses: list, first: int, epoch: int) -> None:
-    """Raise NonFiniteLoss naming the first non-finite loss among ``losses[first:]`` (one synchronisation)."""
+    """Raise NonFiniteLoss naming the first non-finite loss among ``losses[first:]`` (one synchronisation).
+
+    Under DDP the ranks' losses are summed first, so that every rank sees the same verdict and all of them
+    stop together (a rank stopping alone would leave the others waiting in a collective).
+    """
     if first >= len(losses):  # all checked already (the epoch's length is a multiple of CHECK_EVERY)
         return
     recent = torch.stack(losses[first:])
+    if run.world > 1:
+        dist.all_reduce(recent)
+        recent /= run.world
     bad = ~torch.isfinite(recent)
     if bad.any():
-        i = first + int(bad.nonzero()[0, 0])
-        raise NonFiniteLoss(f"{run.c.run_id()}: loss={losses[i].item()} at epoch {epoch + 1}, iteration {i + 1}; "
-                            f"last good checkpoint: {run.last}")
+        i = int(bad.nonzero()[0, 0])
+        raise NonFiniteLoss(f"{run.c.run_id()}: loss={recent[i].item()} at epoch {epoch + 1}, iteration "
+                            f"{first + i + 1}; last good checkpoint: {run.last}")
 
 
 @dataclass
@@ -305,25 +442,43 @@ def update_rms(before: list, params: list) -> torch.Tensor:
     return torch.stack(torch._foreach_norm(change)).square().sum().div(sum(p.numel() for p in params)).sqrt()
 
 
+def take_step(run: Run, low: torch.Tensor, high: torch.Tensor, age: float, lr: float, amp,
+              before: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """One iteration as the trainer runs it, from a uint8 batch to the measured update; nothing is read back.
+
+    Args:
+        low, high: uint8 (B, C, p, p) and (B, C, sp, sp) batches, on the host or the device.
+        age: PSPL age (epochs). lr: this step's learning rate. amp: the autocast context (``autocast``).
+        before: one buffer per parameter, overwritten with the parameters before the step (no allocation).
+    Returns:
+        (loss, update_rms) 0-d tensors on the device.
+    """
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    to_range = run.c.rgb_range / 255.0  # uint8 batches -> [0, rgb_range]
+    low = low.to(run.device, non_blocking=True).float().mul_(to_range)
+    high = high.to(run.device, non_blocking=True).float().mul_(to_range)
+    if run.c.channels_last:
+        low = low.contiguous(memory_format=torch.channels_last)
+    params = [p.detach() for p in run.model.parameters()]
+    torch._foreach_copy_(before, params)
+    loss = train_step(run.net, run.criterion, run.optimizer, low, high, age, amp).detach()
+    return loss, update_rms(before, params)
+
+
 def train_epoch(run: Run, batches: Batches, epoch: int, bar) -> EpochSteps:
-    """Train one epoch; returns its per-step losses, PSPL weight statistics and step sizes (``EpochSteps``)."""
+    """Train one epoch; returns its per-step losses, PSPL weight statistics and step sizes (``EpochSteps``),
+    taken over the global batch under DDP (``global_steps``)."""
     c, n = run.c, run.c.iters_per_epoch
-    amp = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=c.amp and run.device.type == "cuda")
-    to_range = c.rgb_range / 255.0  # uint8 batches -> [0, rgb_range]
-    params = list(run.model.parameters())
+    amp = autocast(c, run.device)
+    before = [p.detach().clone() for p in run.model.parameters()]
     losses, weights, updates, lrs, checked = [], [], [], [], 0
     for i, (low, high) in enumerate(batches.epoch(epoch)):
         age = epoch + (i + 1) / n  # official: +1/iters before each loss call
         lrs.append(learning_rate(c, epoch, age))
-        for group in run.optimizer.param_groups:
-            group["lr"] = lrs[-1]
-        low = low.to(run.device, non_blocking=True).float().mul_(to_range)
-        high = high.to(run.device, non_blocking=True).float().mul_(to_range)
-        if c.channels_last:
-            low = low.contiguous(memory_format=torch.channels_last)
-        before = [p.detach().clone() for p in params]
-        losses.append(train_step(run.net, run.criterion, run.optimizer, low, high, age, amp).detach())
-        updates.append(update_rms(before, params))
+        loss, update = take_step(run, low, high, age, lrs[-1], amp, before)
+        losses.append(loss)
+        updates.append(update)
         if c.pspl:
             weights.append(attention_stats(run.criterion.last_attention))
         if (i + 1) % CHECK_EVERY == 0:
@@ -333,8 +488,23 @@ def train_epoch(run: Run, batches: Batches, epoch: int, bar) -> EpochSteps:
             run.snaps.maybe_take(run.model, age, run.device)
         bar.update(1)
     check_finite(run, losses, checked, epoch)
-    return EpochSteps(torch.stack(losses), torch.stack(weights) if weights else None, torch.stack(updates),
-                      np.array(lrs))
+    steps = EpochSteps(torch.stack(losses), torch.stack(weights) if weights else None, torch.stack(updates),
+                       np.array(lrs))
+    return global_steps(steps, run.world)
+
+
+def global_steps(steps: EpochSteps, world: int) -> EpochSteps:
+    """The epoch's loss and PSPL weight statistics over the global batch: each rank computed them on its shard,
+    so the means are averaged across the ``world`` ranks and the minima and maxima combined (three
+    all-reduces per epoch). The update is the same on every rank (DDP's gradients are). A no-op for one process."""
+    if world == 1:
+        return steps
+    sharded = ShardedBatch(world)
+    loss = sharded.mean(steps.loss)
+    weights = steps.weights
+    if weights is not None:
+        weights = torch.stack([sharded.mean(weights[:, 0]), sharded.min(weights[:, 1]), sharded.max(weights[:, 2])], 1)
+    return dataclasses.replace(steps, loss=loss, weights=weights)
 
 
 def update_blocks(c: RunConfig, epoch: int, steps: EpochSteps) -> list[dict]:
@@ -385,8 +555,7 @@ def close_epoch(run: Run, epoch: int, steps: EpochSteps, evaluation: dict, start
             dict(model=run.model.state_dict(), epoch=epoch + 1, config=c.to_dict()), p))
     checkpoint = dict(model=run.model.state_dict(), optimizer=run.optimizer.state_dict(), epoch=epoch + 1,
                       history=run.rows, images=run.images, updates=run.updates, best=run.best, snapshots=run.snaps.taken,
-                      snapshots_pending=run.snaps.pending, config=c.to_dict(),
-                      rng=dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate()))
+                      snapshots_pending=run.snaps.pending, config=c.to_dict(), rng=rng_states(run.device))
     atomic_write(run.last, lambda p: torch.save(checkpoint, p))
     atomic_write(run.folder / "history.csv", lambda p: pd.DataFrame(run.rows).to_csv(p, index=False))
     atomic_write(run.folder / "eval_scores.csv", lambda p: image_table(run.images).to_csv(p, index=False))
@@ -428,10 +597,12 @@ def check_ranks_agree(run: Run) -> None:
 
 def write_meta(run: Run, batches: Batches, state: str, sessions: list, data: dict,
                diverged: str | None = None) -> None:
-    """meta.json: how and where the run was trained, its ``state`` and ``sessions``, the ``data`` it read
-    (``preflight.data_fingerprint``), which a resume or a later load checks, and why it ``diverged``."""
+    """meta.json: what ran (code, torch, device, numerics with the TF32 settings in force, DDP world size,
+    loader, optimiser implementation, eager or compiled), how far (``state``, ``sessions``), the ``data`` it
+    read (``preflight.data_fingerprint``), which a resume or a later load checks, and why it ``diverged``."""
     meta = dict(run_id=run.c.run_id(), state=state, code_version=code_version(), torch=torch.__version__,
-                device=str(run.device), numerics=run.c.numerics(), world_size=run.world, loader=batches.kind,
+                device=str(run.device), numerics=run.c.numerics(), tf32=tf32_in_force(run.device),
+                world_size=run.world, loader=batches.kind, optimizer=optimizer_kind(run.optimizer),
                 step="compiled model" if run.c.compile else "eager", check_every=CHECK_EVERY, sessions=sessions,
                 data=data)
     if diverged:
@@ -460,7 +631,7 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
     as in ``train``.
     """
     folder = run_folder(c, results)
-    rank, world = join_process_group(c)
+    rank, world, device = join_process_group(c)
     with run_lock(folder) if rank == 0 else nullcontext():
         data = check_data(c, folder, data_root, force)  # complete, and what the run trained on before
         if _all_ranks(is_finished(folder) and not force, world):
@@ -468,12 +639,12 @@ def train_epochs(c: RunConfig, force: bool = False, results=None, data_root=None
         if read_meta(folder).get("state") == "diverged" and not force:
             raise NonFiniteLoss(f"{read_meta(folder)['diverged']} (recorded earlier; force=True trains it again)")
         check_memory(c)
-        run = build(c, folder, rank, world, data_root, force)
+        run = build(c, folder, rank, world, device, data_root, force)
         if world > 1:
             dist.barrier()
         resume(run)
         wrap_model(run)
-        batches, evaluation = Batches(run, data_root), load_evaluation(c, data_root)
+        batches, evaluation = Batches(run, data_root), load_evaluation(c, data_root, device if rank == 0 else None)
         sessions = read_meta(folder).get("sessions", []) + [session_entry(run.epoch)]
         if rank == 0:
             write_meta(run, batches, "running", sessions, data)

@@ -180,7 +180,7 @@ def test_drrn_recursion_follows_the_paper_equation():
 def test_vdsr_convolutions_see_the_mean_shifted_upsample():
     model = build_model("vdsr", 2, "tiny")
     seen = []
-    model.body.register_forward_pre_hook(lambda _module, args: seen.append(args[0].clone()))
+    model.body[0].register_forward_pre_hook(lambda _module, args: seen.append(args[0].clone()))  # the first conv
     x = torch.rand(1, 3, 5, 5) * 255
     model(x)
     mean = torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1) * 255

@@ -114,21 +114,29 @@ def test_patch_too_large_names_the_field(tmp_path, data_root):
 
 
 def test_ddp_with_two_gloo_processes_agrees_and_writes_once(tmp_path, data_root):
+    """The uniform control under DDP: its weight is the global batch's mean attention, and the logged loss
+    and weight statistics are the global batch's, so the history is the single process's up to the order
+    of float sums; the world size is part of the run's numerics and id."""
     with socket.socket() as s:  # torchrun's static rendezvous needs a concrete free port
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
     run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "pspl_nb.train", "--profile", "smoke", "--results", str(tmp_path / "ddp"), "--seed", "4",
-           "--set", "device=cpu"]
+           "--set", "device=cpu", "--set", "weighting=uniform"]
     done = subprocess.run(run, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = list((tmp_path / "ddp" / "runs").iterdir())
     assert len(runs) == 1
     meta = json.loads((runs[0] / "meta.json").read_text())
     assert meta["world_size"] == 2 and meta["ranks_agree"] is True and meta["state"] == "finished"
+    assert meta["numerics"] == "cpu-ddp2"
     ddp = pd.read_csv(runs[0] / "history.csv")
-    single = T.train(smoke(seed=4), results=tmp_path / "single", data_root=data_root, progress=False)
+    single = T.train(smoke(seed=4, weighting="uniform"), results=tmp_path / "single", data_root=data_root,
+                     progress=False)
+    assert runs[0].name != single.attrs["config"].run_id()
     # the same global batches, gradients averaged over ranks: equal up to float summation order
+    for column in ("loss", "att_mean", "att_min", "att_max"):
+        assert ddp[column].to_numpy() == pytest.approx(single[column].to_numpy(), rel=1e-3), column
     assert (ddp.psnr_embedded_valid - single.psnr_embedded_valid).abs().max() < 0.05
 
 
@@ -223,15 +231,17 @@ def test_submitit_local_executor_runs_a_grid_in_the_same_run_folders(tmp_path, d
 def test_grid_workers_are_spread_over_the_gpus_they_are_given(monkeypatch):
     import multiprocessing
 
-    from pspl_nb.experiments import _claim_slot
+    from pspl_nb.experiments import _claim_slot, worker_masks
 
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    workers, per_device = worker_masks((0, 3), 5)
     counter = multiprocessing.Value("i", 0)
     seen = []
     for _ in range(5):
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-        _claim_slot(counter, (0, 3))
-        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
-    assert seen == ["0", "3", "0", "3", "0"]
+        _claim_slot(counter, workers, per_device)
+        seen.append((os.environ["CUDA_VISIBLE_DEVICES"], os.environ[T.RUNS_PER_DEVICE]))
+    assert seen == [("0", "3"), ("3", "2"), ("0", "3"), ("3", "2"), ("0", "3")]
 
 
 def test_probe_picks_the_smallest_count_no_larger_one_beats_by_ten_percent(monkeypatch):
@@ -259,13 +269,15 @@ def test_probe_picks_the_smallest_count_no_larger_one_beats_by_ten_percent(monke
     assert out["it_per_s"] == pytest.approx(paces) and out["best"] == 2
 
 
-def test_probe_worker_times_real_training_steps():
+def test_probe_worker_times_real_training_steps(data_root, monkeypatch):
     """What each probe process runs: real steps of the config's model and loss (in-process here)."""
     import threading
 
+    monkeypatch.setenv(T.RUNS_PER_DEVICE, "1")  # the probe worker sets it; restored after the test
+
     from pspl_nb.experiments import _probe_worker
 
-    few, more = (_probe_worker((smoke(), steps, 1, threading.Barrier(1))) for steps in (1, 6))
+    few, more = (_probe_worker((smoke(), steps, 1, threading.Barrier(1), data_root, 1)) for steps in (1, 6))
     assert 0 < few < more
 
 

@@ -247,14 +247,28 @@ class TrainPatches(Dataset):
         Every loader cuts its patches from these numbers (``__getitem__`` here, ``DevicePatches`` on a GPU),
         so a seed gives the same batches whichever loader ran. Flags are 0/1 (all 0 without ``augment``).
         """
-        if not 0 <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} samples")
-        k = int(self.image_order(epoch)[i])
-        rng = np.random.default_rng((self.seed, int(epoch), 1, int(i)))
-        lh, lw = self.lr_index[k][1][:2]
-        y, x = int(rng.integers(0, lh - self.patch + 1)), int(rng.integers(0, lw - self.patch + 1))
-        flips = rng.integers(0, 2, size=3).tolist() if self.augment else [0, 0, 0]
-        return (k, y, x, *flips)
+        return tuple(int(v) for v in self.plans(epoch, [i])[0])
+
+    def plans(self, epoch: int, ids) -> np.ndarray:
+        """``plan(epoch, i)`` of every sample ``i`` in ``ids`` (ints in [0, len)), as int64 (len(ids), 6).
+
+        The image of every sample is one lookup in the epoch's permutation; the crop and flips come from
+        each sample's own seeded stream (seed, epoch, 1, i), so a sample's draws never depend on which
+        other samples are planned with it. ``DevicePatches`` plans a whole epoch with one call.
+        """
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) and not (0 <= ids.min() and ids.max() < len(self)):
+            bad = ids[(ids < 0) | (ids >= len(self))][0]
+            raise IndexError(f"index {bad} out of range for {len(self)} samples")
+        out = np.zeros((len(ids), 6), dtype=np.int64)
+        out[:, 0] = self.image_order(epoch)[ids]
+        for row, i in zip(out, ids.tolist()):
+            rng = np.random.default_rng((self.seed, int(epoch), 1, i))
+            lh, lw = self.lr_index[row[0]][1][:2]
+            row[1], row[2] = rng.integers(0, lh - self.patch + 1), rng.integers(0, lw - self.patch + 1)
+            if self.augment:
+                row[3:] = rng.integers(0, 2, size=3)
+        return out
 
     def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample ``index`` of the current epoch, or ``index = (epoch, i)``: a loader whose workers persist

@@ -13,7 +13,7 @@ Unlike the fork, the input image goes into the first conv without a ReLU in fron
 
 from torch import Tensor, nn
 
-from pspl_nb.models.edsr import check_in_channels, check_scale
+from pspl_nb.models.edsr import check_in_channels, check_scale, in_float32
 from pspl_nb.resize import imresize
 
 #: ``full``: B1U25 with 128 channels. ``tiny``: 3 units x 16 channels, for CPU runs.
@@ -56,9 +56,9 @@ class DRRN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """LR (N, C, h, w) on [0, rgb_range] -> SR (N, C, scale*h, scale*w)."""
-        up = imresize(x, self.scale)
+        up = in_float32(lambda t: imresize(t, self.scale), x)
         h0 = self.head(up)
         h = h0
         for _ in range(self.num_block):
             h = h0 + self.conv2(self.act(self.conv1(self.act(h))))
-        return up + self.tail(self.act(h))
+        return in_float32(lambda f, u: u + self.tail(self.act(f)), h, up)  # reconstruction in float32

@@ -66,6 +66,25 @@ def mean_shift(in_channels: int, rgb_range: float, sign: int) -> nn.Module:
     return nn.Identity()
 
 
+def in_float32(layer, *xs: Tensor) -> Tensor:
+    """``layer(*xs)`` computed in float32 (or wider) even inside a bf16 autocast region.
+
+    Every model writes its output image through here: the last convolution, the mean shift and the
+    bicubic skip. In bf16 an image on [0, 255] has steps of 1.0 on [128, 256), so a bf16 output would make
+    many residuals ``sr - hr`` exactly 0 (no L1 gradient) and PSPL's SSIM map would read the rounding as
+    structure in flat regions. The layers before stay in autocast's precision. Outside autocast this is
+    ``layer(*xs)`` with the same operations, so float32 results do not change.
+
+    Args:
+        layer: a module or function of the tensors ``xs`` (any shapes).
+        xs: float tensors; bf16/fp16 ones are widened to float32, float32/float64 ones kept as they are.
+    Returns:
+        ``layer``'s output, float32 for float32 parameters.
+    """
+    with torch.autocast(xs[0].device.type, enabled=False):
+        return layer(*(x.to(torch.promote_types(x.dtype, torch.float32)) for x in xs))
+
+
 def check_in_channels(in_channels: int) -> None:
     """Raise ValueError unless ``in_channels`` is 1 (Y) or 3 (RGB)."""
     if in_channels not in (1, 3):
@@ -154,6 +173,10 @@ class EDSR(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """LR (N, C, h, w) on [0, rgb_range] -> SR (N, C, scale*h, scale*w)."""
-        feat = self.head(self.sub_mean(x))
+        feat = self.head(in_float32(self.sub_mean, x))
         feat = feat + self.body(feat)  # long skip over all residual blocks
-        return self.add_mean(self.tail(feat))
+        return in_float32(self.to_image, self.tail[0](feat))  # tail[0] upsamples, tail[1] writes the image
+
+    def to_image(self, feat: Tensor) -> Tensor:
+        """Upsampled features (N, F, sh, sw) -> SR (N, C, sh, sw): the last conv and the mean added back."""
+        return self.add_mean(self.tail[1](feat))

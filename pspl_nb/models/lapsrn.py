@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pspl_nb.models.edsr import check_in_channels, check_scale
+from pspl_nb.models.edsr import check_in_channels, check_scale, in_float32
 
 #: ``full``: d = 10 convs per level, 64 channels. ``tiny``: d = 2, 16 channels, for CPU runs.
 LAPSRN_PRESETS = {
@@ -51,7 +51,8 @@ class PyramidLevel(nn.Module):
     def forward(self, feat: Tensor, image: Tensor) -> tuple[Tensor, Tensor]:
         """Return the upsampled features and the level's SR image."""
         feat = self.features(feat)
-        return feat, self.upsample_image(image) + self.to_residual(feat)
+        # the image branch carries the output: float32 under autocast too (``in_float32``)
+        return feat, in_float32(lambda f, im: self.upsample_image(im) + self.to_residual(f), feat, image)
 
 
 class LapSRN(nn.Module):

@@ -8,7 +8,7 @@ SRCNN, RGB input has the DIV2K mean subtracted and added back.
 
 from torch import Tensor, nn
 
-from pspl_nb.models.edsr import check_in_channels, check_scale, mean_shift
+from pspl_nb.models.edsr import check_in_channels, check_scale, in_float32, mean_shift
 from pspl_nb.resize import imresize
 
 #: ``full``: the paper's 9-5-5 network with 64/32 features. ``tiny``: 32/16 features, for CPU runs.
@@ -51,4 +51,6 @@ class SRCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """LR (N, C, h, w) on [0, rgb_range] -> SR (N, C, scale*h, scale*w)."""
-        return self.add_mean(self.body(self.sub_mean(imresize(x, self.scale))))
+        up = in_float32(lambda t: self.sub_mean(imresize(t, self.scale)), x)
+        feat = self.body[:-1](up)  # patch extraction and mapping
+        return in_float32(lambda f: self.add_mean(self.body[-1](f)), feat)  # reconstruction, in float32

@@ -7,7 +7,7 @@ the convolutions; the skip adds the un-shifted upsample, so a zero residual is e
 
 from torch import Tensor, nn
 
-from pspl_nb.models.edsr import check_in_channels, check_scale, mean_shift
+from pspl_nb.models.edsr import check_in_channels, check_scale, in_float32, mean_shift
 from pspl_nb.resize import imresize
 
 #: ``full``: the paper's 20 layers x 64 channels. ``tiny``: 6 layers x 16 channels, for CPU runs.
@@ -52,5 +52,6 @@ class VDSR(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """LR (N, C, h, w) on [0, rgb_range] -> SR (N, C, scale*h, scale*w)."""
-        up = imresize(x, self.scale)
-        return up + self.body(self.sub_mean(up))
+        up = in_float32(lambda t: imresize(t, self.scale), x)
+        feat = self.body[:-1](in_float32(self.sub_mean, up))
+        return in_float32(lambda f, u: u + self.body[-1](f), feat, up)  # last conv and skip in float32
