@@ -40,9 +40,9 @@ import torch
 from bench import timing
 from pspl_nb.config import RunConfig, profile
 from pspl_nb.models import build_model
-from pspl_nb.pspl import PSPLLoss, attention, pixel_loss
+from pspl_nb.pspl import PSPLLoss
 from pspl_nb.ssim import ssim_map_dense
-from pspl_nb.train import attention_stats, learning_rate, make_criterion, train_step
+from pspl_nb.train import attention_stats, learning_rate, make_criterion, pspl_loss, train_step
 
 HALF_DENSE = "half the dense overhead"  # a case's target: 1 + (dense / L1 - 1) / 2 of the same run
 CASES = {
@@ -70,11 +70,8 @@ def target(case: str, ratio: dict) -> float | None:
 class DensePSPL(PSPLLoss):
     """``PSPLLoss`` with the official code's SSIM map: dense 11x11 window, computed in the input's dtype."""
 
-    def forward(self, sr, hr, step):
-        with torch.no_grad():
-            ms = ssim_map_dense(sr.detach(), hr, *self.c)
-            self.last_attention = attention(ms, step, self.gamma, self.mu, self.alpha, self.beta)
-        return pixel_loss(self.last_attention * sr, self.last_attention * hr, self.base, 1e-3 * self.data_range)
+    def similarity(self, sr, hr):
+        return ssim_map_dense(sr, hr, *self.constants)
 
 
 def case_config(name: str) -> RunConfig:
@@ -100,7 +97,7 @@ def make_step(c: RunConfig, arm: str, device="cpu", amp=False, channels_last=Fal
         criterion = make_criterion(c)
         criterion.moments = "float32" if arm == "pspl32" else "float64"
     elif arm == "dense":
-        criterion = DensePSPL(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range)
+        criterion = pspl_loss(c, kind=DensePSPL)
     else:
         raise ValueError(f"arm={arm!r}, expected one of {ARMS}")
     g = torch.Generator().manual_seed(0)

@@ -91,15 +91,21 @@ def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
     return f"{type(optimizer).__name__} ({way})"
 
 
+def pspl_loss(c: RunConfig, weights: str = "pixel", batch: WholeBatch | None = None, kind=PSPLLoss) -> PSPLLoss:
+    """Run ``c``'s PSPL loss (its schedule, base, SSIM settings and range) with ``weights``; no finiteness check
+    (the trainer checks the loss itself, every ``CHECK_EVERY`` steps). ``batch``: how the controls take
+    statistics over the batch (``ShardedBatch`` under DDP). ``kind``: ``PSPLLoss`` or a subclass of it."""
+    return kind(c.schedule(), base=c.base, ssim=c.ssim, padding=c.padding, data_range=c.rgb_range, weights=weights,
+                moments=c.moments, check_finite=False, batch=batch)
+
+
 def make_criterion(c: RunConfig, batch: WholeBatch | None = None):
     """The run's loss as ``f(sr, hr, age) -> scalar``; a PSPLLoss (``.last_attention``) unless weighting is none.
 
     ``batch``: how the controls take statistics over the batch (``ShardedBatch`` under DDP)."""
     if c.weighting == "none":
         return lambda sr, hr, age: pixel_loss(sr, hr, c.base, 1e-3 * c.rgb_range)
-    weights = {"pspl": "pixel", "uniform": "mean", "contrast": "contrast"}[c.weighting]
-    return PSPLLoss(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range, weights=weights,
-                    moments=c.moments, check_finite=False, batch=batch)
+    return pspl_loss(c, {"pspl": "pixel", "uniform": "mean", "contrast": "contrast"}[c.weighting], batch)
 
 
 def autocast(c: RunConfig, device: torch.device):
@@ -118,9 +124,7 @@ class Snapshotter:
         s = c.scale
         self.lr = low[top:top + side, left:left + side]
         self.hr = as_channels(pair.hr, c.channels)[s * top:s * (top + side), s * left:s * (left + side)]
-        # no finiteness check here: a diverged step is reported by the trainer's own check, with its iteration
-        self.loss = PSPLLoss(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range,
-                             moments=c.moments, check_finite=False)
+        self.loss = pspl_loss(c)  # a diverged step is reported by the trainer's own check, with its iteration
         self.c, self.pending, self.taken = c, sorted(c.attention_steps), []
 
     @torch.no_grad()

@@ -9,6 +9,7 @@ import torch
 
 from pspl_nb import exercises, train
 from pspl_nb.config import profile
+from pspl_nb.pspl import Schedule
 from pspl_nb.ssim import ssim_map
 
 
@@ -116,7 +117,7 @@ def test_a_rising_scale_first_stalls_then_enlarges_adams_steps(steps):
 
 
 def test_pspl_mean_weight_rises_from_zero_to_gamma():
-    w = exercises.pspl_mean_weight(np.linspace(0, 1, 101), ages=[0.01, 1, 100], gamma=2.0)
+    w = exercises.pspl_mean_weight(np.linspace(0, 1, 101), ages=[0.01, 1, 100], schedule=Schedule(gamma=2.0))
     assert w[0] < 1e-100 and 0.1 < w[1] < 1.5 and w[2] == pytest.approx(2.0, rel=1e-3)
 
 
