@@ -74,7 +74,7 @@ def slim(nb: dict, max_width: int = MAX_WIDTH) -> dict:
 
 def write_index(out: Path, profile: str, paths: list[Path]) -> Path:
     """``index.md`` in ``out``: which profile and code version made the copies, and the size of each."""
-    from pspl_nb.runs import code_version
+    from pspl_nb.run_folder import code_version
 
     lines = [f"# Executed notebooks ({profile} profile)", "",
              f"Written by `make executed` (`python -m pspl_nb.executed --profile {profile}`) on {date.today()}, "

@@ -22,7 +22,7 @@ import pandas as pd
 
 from pspl_nb.config import RunConfig, profile
 from pspl_nb.pspl import Schedule
-from pspl_nb.runs import load_history, load_model, run_folder
+from pspl_nb.run_folder import load_history, load_model, run_folder
 from pspl_nb.schedule import nonuniform_fraction
 from pspl_nb.train import Snapshotter, train_epochs
 from pspl_nb.widgets import schedule_sliders

@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from pspl_nb.config import SEEDS, RunConfig, profile, resolve_device
-from pspl_nb.runs import is_finished, load_history, results_root
+from pspl_nb.places import results_root
+from pspl_nb.run_folder import is_finished, load_history
 
 # The stand-in's size: a few images on a CPU (CI), DIV2K's counts on CUDA (100 validation images, as the
 # official code evaluates; the training set only needs enough images to fill the loader and the device cache).

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pspl_nb.config import PROFILES
 from pspl_nb.processes import raise_on_sigterm
-from pspl_nb.train import results_root
+from pspl_nb.places import results_root
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -27,6 +27,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pspl_nb import places
+from pspl_nb.atomic import write_json
+from pspl_nb.config import TEST_SETS
 from pspl_nb.data import download as dl
 from pspl_nb.data import sources
 from pspl_nb.data.__main__ import main as cli_main
@@ -468,7 +471,7 @@ def test_edsr_benchmark_tar_splits_into_sets(server, tmp_path):
 def test_benchmarks_fall_back_to_edsr_tar_once(server, tmp_path, capsys):
     server("benchmark.tar", BENCHMARK_TAR)  # no Hugging Face route: every tarball answers 404
     assert dl.fetch("benchmarks", tmp_path) == tmp_path
-    assert all((tmp_path / name / "HR").is_dir() for name in sources.EVAL_NAMES)
+    assert all((tmp_path / name / "HR").is_dir() for name in TEST_SETS)
     assert [h.path for h in server.hits].count("/benchmark.tar") == 1  # it installed all four sets
     assert len(server.hits) == 2  # Set5_HR's 404, then benchmark.tar; the other sets need nothing
     assert "trying EDSR's benchmark.tar instead" in capsys.readouterr().err
@@ -501,7 +504,7 @@ def test_space_needed_is_the_peak_of_archive_plus_extraction(tmp_path):
     # The HR zip in place: the peak moves to the next archive, after the 3.5 GB of HR images.
     (tmp_path / "DIV2K_train/HR").mkdir(parents=True)
     (tmp_path / "DIV2K_train/HR/0001.png").write_bytes(png())
-    dl._write_json_atomic(tmp_path / ".fetched/DIV2K_train_HR.json", {"folders": ["DIV2K_train/HR"]})
+    write_json(tmp_path / ".fetched/DIV2K_train_HR.json", {"folders": ["DIV2K_train/HR"]})
     later = max(sum(DIV2K_BYTES[1:i]) + 2 * DIV2K_BYTES[i] for i in range(1, 8))
     assert dl.space_needed(sources.GROUPS["div2k"], tmp_path) == later
     assert dl.space_needed(sources.GROUPS["div2k"], tmp_path, force=True) == 2 * DIV2K_BYTES[0] - 1000
@@ -575,11 +578,11 @@ def test_registry_keeps_the_published_facts():
     assert len(sources.GROUPS["div2k"]) == 8 and len(sources.GROUPS["benchmarks"]) == 16
 
 
-def test_default_root_follows_env(monkeypatch, tmp_path):
+def test_data_root_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("PSPL_DATA", str(tmp_path))
-    assert sources.default_root() == tmp_path
+    assert places.data_root() == tmp_path
     monkeypatch.delenv("PSPL_DATA")
-    assert sources.default_root().name == "data" and (sources.default_root().parent / "pspl_nb").is_dir()
+    assert places.data_root().name == "data" and (places.data_root().parent / "pspl_nb").is_dir()
 
 
 # A hostile network and a full disk: each is one line, and nothing verified is lost.

@@ -101,7 +101,7 @@ def test_the_inner_loop_equals_a_plain_reference_step(data_root, weighting, load
     c = smoke(seed=2, weighting=weighting, loader=loader, iters_per_epoch=6)
     out = []
     for step in (T.train_epoch, reference_epoch):
-        run = T.assemble(c, None, torch.device("cpu"), 0, 1, data_root)
+        run = T.assemble(c, None, torch.device("cpu"), data_root)
         T.wrap_model(run)
         batches = T.Batches(run, data_root)
         if step is T.train_epoch:
@@ -138,7 +138,7 @@ def test_a_checkpoint_keeps_the_cuda_generator_and_resume_reads_it_onto_the_host
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k.get("map_location")) or real_load(*a, **k))
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((state, device)))
-    run = T.assemble(c, folder, torch.device("cpu"), 0, 1, data_root)
+    run = T.assemble(c, folder, torch.device("cpu"), data_root)
     run.device = cuda  # the load path of a CUDA run; tensors stay where load_state_dict puts them
     T.resume(run)
     assert loads == ["cpu"]

@@ -17,8 +17,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-EVAL_NAMES = ("Set5", "Set14", "B100", "Urban100")
-SET_NAMES = ("DIV2K_train", "DIV2K_valid", *EVAL_NAMES, "embedded_train", "embedded_valid", "embedded_tune")
+from pspl_nb.config import TEST_SETS
+from pspl_nb.places import data_root
+
+SET_NAMES = ("DIV2K_train", "DIV2K_valid", *TEST_SETS, "embedded_train", "embedded_valid", "embedded_tune")
 # What users type -> (training set, validation set).
 DATASET_KEYS = {"div2k": ("DIV2K_train", "DIV2K_valid"), "embedded": ("embedded_train", "embedded_valid")}
 SCALES = (2, 3, 4)
@@ -45,15 +47,9 @@ def base_urls(base: str) -> list[str]:
     return [bases] if isinstance(bases, str) else list(bases)
 
 
-def default_root() -> Path:
-    """The data root: ``$PSPL_DATA`` if set, else ``<repo>/data`` (the folder beside the ``pspl_nb`` package)."""
-    env = os.environ.get("PSPL_DATA")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "data"
-
-
 def resolve_root(root=None) -> Path:
-    """``root`` as a Path, or ``default_root()`` when None."""
-    return default_root() if root is None else Path(root).expanduser()
+    """``root`` as a Path, or ``places.data_root()`` when None."""
+    return data_root() if root is None else Path(root).expanduser()
 
 
 @dataclass(frozen=True)
@@ -135,7 +131,7 @@ GROUPS = {
     "weights": [k for k in SOURCES if SOURCES[k].content == "weights"],
 }
 GROUPS["all"] = GROUPS["div2k"] + GROUPS["benchmarks"] + GROUPS["weights"]
-for _name in EVAL_NAMES + ("DIV2K_train", "DIV2K_valid"):
+for _name in TEST_SETS + ("DIV2K_train", "DIV2K_valid"):
     GROUPS[_name] = [k for k, s in SOURCES.items() if s.dest == _name]
 
 

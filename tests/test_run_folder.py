@@ -12,8 +12,9 @@ import sys
 import pytest
 import torch
 
-import pspl_nb.runs as R
+import pspl_nb.run_folder as R
 import pspl_nb.train as T
+from pspl_nb import atomic
 from pspl_nb.config import profile
 from pspl_nb.housekeeping import owner_tag
 
@@ -139,8 +140,8 @@ def test_a_full_results_disk_is_named_and_keeps_last_pt(tmp_path, data_root, mon
                            "data/0: file write failed")
 
     monkeypatch.setattr(torch, "save", save)
-    monkeypatch.setattr(R.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
-    with pytest.raises(R.DiskFullError) as err:
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    with pytest.raises(atomic.DiskFullError) as err:
         next(epochs)
     msg = one_line(err)
     assert msg.startswith(f"{last.parent}/") and "disk full (0 bytes free on the disk of" in msg
@@ -156,11 +157,11 @@ def test_atomic_write_names_enospc_and_leaves_the_old_file(tmp_path):
         p.write_text("half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(R.DiskFullError, match=rf"^{path}: disk full .*the previous history.csv is intact$"):
-        R.atomic_write(path, write)
+    with pytest.raises(atomic.DiskFullError, match=rf"^{path}: disk full .*the previous history.csv is intact$"):
+        atomic.atomic_write(path, write)
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["history.csv"]
     with pytest.raises(ZeroDivisionError):  # any other failure is left as it is
-        R.atomic_write(path, lambda p: 1 / 0)
+        atomic.atomic_write(path, lambda p: 1 / 0)
 
 
 def test_what_a_killed_writer_left_in_a_run_folder_is_removed_at_the_next_start(results, data_root):
