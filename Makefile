@@ -25,17 +25,17 @@ help:  ## list the targets
 
 # The venv is built once; it is rebuilt only when a dependency file changes, or when its Python does not run
 # (deleted, or too old: a venv left by a failed `make env PYTHON=<old python>` is replaced, not reused).
-NEW_ENOUGH := -c 'import sys; sys.exit(sys.version_info < (3, 10))'
+NEW_ENOUGH := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 $(STAMP): pyproject.toml constraints.txt
 	@if ! $(BIN)/python $(NEW_ENOUGH) 2>/dev/null; then \
 	  if ! $(PYTHON) $(NEW_ENOUGH) 2>/dev/null; then \
-	    echo "Python too old: $(PYTHON) is $$($(PYTHON) --version 2>&1 || echo missing), the kit needs Python 3.10 or newer; run make env PYTHON=python3.11 (or another 3.10+)" >&2; \
+	    echo "Python too old: $(PYTHON) is $$($(PYTHON) --version 2>&1 || echo missing), the kit needs Python 3.11 or newer; run make env PYTHON=python3.11 (or another 3.11+)" >&2; \
 	    exit 1; \
 	  fi; \
-	  if [ -e $(VENV) ]; then echo "$(VENV) does not run Python 3.10+ (broken or made by an older Python): rebuilding it" >&2; rm -rf $(VENV); fi; \
+	  if [ -e $(VENV) ]; then echo "$(VENV) does not run Python 3.11+ (broken or made by an older Python): rebuilding it" >&2; rm -rf $(VENV); fi; \
 	  $(PYTHON) -m venv $(VENV); \
 	fi
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,slurm]'
 	@touch $(STAMP)
 
 env: $(STAMP)  ## create .venv with the pinned packages
@@ -65,7 +65,7 @@ verify: $(STAMP)  ## check every data set on disk (decodes, counts, LR sizes)
 	$(BIN)/python -m pspl_nb.data verify
 
 bench: $(STAMP)  ## run the benchmarks in bench/
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,slurm,bench]"
 	$(BIN)/python -m bench.run_all
 
 # `make gpu-check` runs with the CUDA machine's own Python and torch (GPU_PYTHON), in a venv that sees them
