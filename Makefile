@@ -1,6 +1,7 @@
 # pspl-nb: two commands do everything on a fresh machine.
 #   make reproduce [PROFILE=smoke|cpu|gpu|paper]   run every notebook, results under results/<profile>/
 #   make test                                       the whole test suite, notebooks included
+#   make test-fast                                  the edit-test loop: no notebook, browser or training subprocess
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -18,7 +19,7 @@ endif
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help env test test-browser reproduce executed rehearse lab data verify bench gpu-check wheels reference gallery clean clean-runs
+.PHONY: help env test test-fast test-browser reproduce executed rehearse lab data verify bench gpu-check wheels reference gallery clean clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +43,9 @@ env: $(STAMP)  ## create .venv with the pinned packages
 
 test: $(STAMP)  ## run the whole test suite (notebooks in the smoke profile included)
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+
+test-fast: $(STAMP)  ## the tests without notebooks, browser and training subprocesses (under 2 min on 2 cores)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -m "not notebook and not browser and not processes"
 
 test-browser: $(STAMP)  ## notebook 02's sliders in JupyterLab and headless Chromium (needs /usr/bin/chromium)
 	$(BIN)/python -m pytest tests/test_browser.py -p no:xdist -v

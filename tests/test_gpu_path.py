@@ -22,7 +22,6 @@ import pspl_nb.train as T
 from pspl_nb.config import profile
 from pspl_nb.models import MODELS, build_model
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "1"}
 
 
 def smoke(**kw):
@@ -155,13 +154,13 @@ def free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def two_ranks(script: str, *args, timeout: int = 300) -> list:
-    """Run ``script`` (Python source) as the two processes of a DDP group on this machine, with the variables
-    torchrun sets (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``); returns their
-    (returncode, stderr)."""
+def two_ranks(env: dict, script: str, *args, timeout: int = 300) -> list:
+    """Run ``script`` (Python source) as the two processes of a DDP group on this machine, in ``env`` with the
+    variables torchrun sets (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``); returns
+    their (returncode, stderr)."""
     port = free_port()
     procs = [subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env={**ENV, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                              text=True, env={**env, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
                                               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}) for r in (0, 1)]
     return [(p.wait(timeout), p.stderr.read()) for p in procs]
 
@@ -206,8 +205,9 @@ BIND_ORDER = textwrap.dedent("""
 """)
 
 
-def test_each_ddp_rank_binds_its_gpu_before_the_first_collective(tmp_path):
-    for code, err in two_ranks(BIND_ORDER, str(tmp_path)):
+@pytest.mark.processes
+def test_each_ddp_rank_binds_its_gpu_before_the_first_collective(tmp_path, subprocess_env):
+    for code, err in two_ranks(subprocess_env, BIND_ORDER, str(tmp_path)):
         assert code == 0, err[-3000:]
     for rank in (0, 1):
         events = json.loads((tmp_path / f"events{rank}.json").read_text())
@@ -370,8 +370,9 @@ SHARDED_LOSS = textwrap.dedent("""
 """)
 
 
-def test_the_controls_normalise_by_the_global_batch_across_gloo_processes(tmp_path):
-    for code, err in two_ranks(SHARDED_LOSS, str(tmp_path)):
+@pytest.mark.processes
+def test_the_controls_normalise_by_the_global_batch_across_gloo_processes(tmp_path, subprocess_env):
+    for code, err in two_ranks(subprocess_env, SHARDED_LOSS, str(tmp_path)):
         assert code == 0, err[-3000:]
     for rank in (0, 1):
         for key, (whole, sharded, grad_diff, grad_max) in torch.load(tmp_path / f"rank{rank}.pt").items():

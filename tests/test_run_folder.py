@@ -188,15 +188,15 @@ def test_a_run_entered_again_while_its_generator_is_open_says_so(tmp_path, data_
     assert list(T.train(c, results=tmp_path, data_root=data_root, progress=False).epoch) == [1, 2]
 
 
-def test_a_batch_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path, data_root):
+@pytest.mark.processes
+def test_a_batch_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path, subprocess_env):
     """In a subprocess whose address space is capped at 6 GiB, so that a regression fails with a
     MemoryError instead of calling the out-of-memory killer on the machine."""
     def cap():
         resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 
-    env = {**os.environ, "CI": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "pspl_nb.train", "--profile", "smoke", "--results", str(tmp_path),
-                           "--set", "batch=100000000"], env=env, capture_output=True, text=True, preexec_fn=cap,
+                           "--set", "batch=100000000"], env=subprocess_env, capture_output=True, text=True, preexec_fn=cap,
                           timeout=300)
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
