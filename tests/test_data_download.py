@@ -159,6 +159,8 @@ def server(monkeypatch):
     for key in sources.BASE_URLS:
         monkeypatch.setitem(sources.BASE_URLS, key, [srv.base])
     monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
+    # the archives served here are small stand-ins, not EDSR's benchmark.tar with its published md5
+    monkeypatch.setitem(sources.SOURCES, "benchmark_edsr", dataclasses.replace(sources.SOURCES["benchmark_edsr"], md5=None))
     yield srv
     srv.close()
 
@@ -465,6 +467,23 @@ def test_edsr_benchmark_tar_splits_into_sets(server, tmp_path):
     assert (tmp_path / "Set5/LR_bicubic/X2/babyx2.png").read_bytes() == SET5_LR["baby"]
     assert [p.name for p in (tmp_path / "B100/LR_bicubic/X3").iterdir()] == ["3096x3.png"]
     assert not (tmp_path / "Set5/LR_bicubic/X2/._babyx2.png").exists()
+
+
+@pytest.mark.network
+def test_a_published_md5_is_checked_besides_the_pinned_sha256(server, tmp_path, monkeypatch):
+    server("benchmark.tar", BENCHMARK_TAR)
+
+    def publish(md5):
+        monkeypatch.setitem(sources.SOURCES, "benchmark_edsr",
+                            dataclasses.replace(sources.SOURCES["benchmark_edsr"], md5=md5))
+
+    publish(hashlib.md5(b"another benchmark.tar").hexdigest())
+    with pytest.raises(dl.DownloadError, match=r"benchmark.tar: md5 [0-9a-f]{32} differs from the published"):
+        dl.fetch("benchmarks_edsr", tmp_path)
+    assert not (tmp_path / "Set5").exists() and not dl.load_checksums(tmp_path)  # nothing installed, nothing pinned
+    publish(hashlib.md5(BENCHMARK_TAR).hexdigest())
+    dl.fetch("benchmarks_edsr", tmp_path)
+    assert (tmp_path / "Set5/HR/baby.png").exists() and "benchmark_edsr" in dl.load_checksums(tmp_path)
 
 
 @pytest.mark.network

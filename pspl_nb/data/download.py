@@ -107,21 +107,24 @@ def expected_sha256(src: Source, root=None) -> tuple[str | None, str]:
     return (recorded["sha256"], "checksums.json") if recorded else (None, "none")
 
 
-def file_sha256(path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (a 3.5 GB zip takes ~10 s)."""
-    digest = hashlib.sha256()
+def file_sha256(path, algorithm: str = "sha256") -> str:
+    """Hex digest (sha256, or ``algorithm``) of a file, read in 1 MiB blocks (a 3.5 GB zip takes ~10 s)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _rejection(src: Source, digest: str, known: str | None, origin: str) -> str | None:
-    """Why a file with sha256 ``digest`` is not ``src`` (None when it is, or when nothing is known)."""
+def _rejection(src: Source, digest: str, known: str | None, origin: str, path: Path) -> str | None:
+    """Why the file at ``path``, of sha256 ``digest``, is not ``src`` (None when it is, or when nothing is known)."""
     if known and digest != known:
         return f"sha256 {digest[:16]}... differs from the {origin} value {known}"
     if src.sha256_prefix and not digest.startswith(src.sha256_prefix):
         return f"sha256 {digest[:16]}... does not start with {src.sha256_prefix} as its name says"
+    md5 = file_sha256(path, "md5") if src.md5 else None
+    if md5 and md5 != src.md5:
+        return f"md5 {md5} differs from the published {src.md5}"
     return None
 
 
@@ -222,12 +225,12 @@ def _from_url(url: str, part: Path, src: Source, known: str | None, origin: str)
     resumed = part.exists() and part.stat().st_size > 0
     _transfer(url, part, src)
     digest = file_sha256(part)
-    if resumed and (_rejection(src, digest, known, origin) or _not_an_archive(part, src)):
+    if resumed and (_rejection(src, digest, known, origin, part) or _not_an_archive(part, src)):
         # The kept bytes may come from another mirror or an older upload: one more try from byte 0.
         part.unlink()
         _transfer(url, part, src)
         digest = file_sha256(part)
-    reason = _not_an_archive(part, src) or _rejection(src, digest, known, origin)
+    reason = _not_an_archive(part, src) or _rejection(src, digest, known, origin, part)
     if reason:
         part.unlink()
         raise _URLFailed(f"{reason}; deleted")
@@ -252,7 +255,7 @@ def _download(src: Source, root: Path) -> tuple[Path, str, str]:
     known, origin = expected_sha256(src, root)
     if final.exists():  # left by an earlier run (weights; an archive whose extraction failed)
         digest = file_sha256(final)
-        if not _rejection(src, digest, known, origin):
+        if not _rejection(src, digest, known, origin, final):
             return final, src.url, digest
         final.unlink()
     folder.mkdir(parents=True, exist_ok=True)
