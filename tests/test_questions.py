@@ -134,12 +134,19 @@ def test_generated_sentences_carry_the_numbers_they_state(grid):
     assert f"{final_l1 - 29.0:+.2f} dB above bicubic (29.00 dB)" in regime and "(l1_lrx2)" in regime
 
 
-def test_verdict_summary_puts_each_arm_against_l1_with_its_speed_range(grid):
+def design_verdicts(grid):
+    """The design arms (l1, pspl, uniform) of the scoring seeds, their speed question with the threshold set on
+    the held-out l1 runs, and ``verdict_summary`` of them indexed by arm: (design, held-out runs, q, verdicts)."""
     table, _ = grid
     scoring, held = questions.split_seeds(table)
     design = scoring[scoring.arm.isin(["l1", "pspl", "uniform"])]
     q = questions.speed_question(design, questions.reference_config(table), held[held.arm == "l1"])
     v = questions.verdict_summary(design, q, levels_from=held[held.arm == "l1"]).set_index("arm")
+    return design, held, q, v
+
+
+def test_verdict_summary_puts_each_arm_against_l1_with_its_speed_range(grid):
+    design, held, q, v = design_verdicts(grid)
     level = 30 + 4 * (1 - math.exp(-(125 / 300 * 200) / TAU))  # held-out l1 at x1: shift 0
     assert q.threshold == pytest.approx(level, abs=1e-3)
     expected = math.exp(np.mean([math.log(crossing("pspl", s, level) / crossing("l1", s, level)) for s in SCORING]))
@@ -178,11 +185,7 @@ def t95(values) -> tuple[float, float]:
 
 
 def test_verdict_summary_intervals_equal_a_hand_computation(grid):
-    table, _ = grid
-    scoring, held = questions.split_seeds(table)
-    design = scoring[scoring.arm.isin(["l1", "pspl", "uniform"])]
-    q = questions.speed_question(design, questions.reference_config(table), held[held.arm == "l1"])
-    v = questions.verdict_summary(design, q, levels_from=held[held.arm == "l1"]).set_index("arm")
+    design, held, q, v = design_verdicts(grid)
     level = q.threshold
     logs = [math.log(crossing("pspl", s, level) / crossing("l1", s, level)) for s in SCORING]
     assert (v.loc["pspl", "ratio_lo"], v.loc["pspl", "ratio_hi"]) == pytest.approx(np.exp(t95(logs)), abs=2e-3)
