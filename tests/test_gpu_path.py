@@ -260,7 +260,8 @@ def test_the_device_sampler_budgets_for_every_run_placed_on_the_gpu(monkeypatch)
     assert not T.device_loader_fits(1, torch.device("cpu"), runs=1)
 
 
-def test_the_probe_runs_the_trainers_steps_on_its_loader_and_leaves_no_process_behind(data_root, monkeypatch):
+def test_the_probe_runs_the_trainers_steps_on_its_loader_and_leaves_no_process_behind(data_root, monkeypatch,
+                                                                                       instant_pool):
     import multiprocessing
     import threading
 
@@ -282,20 +283,8 @@ def test_the_probe_runs_the_trainers_steps_on_its_loader_and_leaves_no_process_b
     assert seconds > 0 and kinds == [("device", "4")]
     assert steps == [(torch.uint8, (4, 3, 16, 16))] * 4  # warm-up and timed steps, real uint8 batches
 
-    class Pool:  # the probe's own processes, answered at once: what remains is its barrier's manager
-        def __init__(self, n, **kw):
-            self.n = n
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-        def map(self, f, args):
-            return [1.0] * self.n
-
-    monkeypatch.setattr(E, "ProcessPoolExecutor", Pool)
+    # the probe's own processes, answered at once: what remains is its barrier's manager
+    monkeypatch.setattr(E, "ProcessPoolExecutor", instant_pool(lambda n: [1.0] * n))
     E.probe_concurrency(smoke(), candidates=(1, 2), steps=5)
     assert multiprocessing.active_children() == []
 

@@ -267,27 +267,14 @@ def test_grid_workers_are_spread_over_the_gpus_they_are_given(monkeypatch):
     assert seen == [("0", "3"), ("3", "2"), ("0", "3"), ("3", "2"), ("0", "3")]
 
 
-def test_probe_picks_the_smallest_count_no_larger_one_beats_by_ten_percent(monkeypatch):
+def test_probe_picks_the_smallest_count_no_larger_one_beats_by_ten_percent(monkeypatch, instant_pool):
     """The decision rule, on a measured table (here a stand-in for the timings, which vary by machine)."""
     import pspl_nb.experiments as E
 
     paces = {1: 100.0, 2: 180.0, 4: 190.0, 8: 150.0}  # seconds so that n * steps / s gives these paces
     monkeypatch.setattr(E, "_probe_worker", None)
 
-    class FakePool:
-        def __init__(self, n, **kw):
-            self.n = n
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-        def map(self, f, args):
-            return [self.n * 50 / paces[self.n]] * self.n
-
-    monkeypatch.setattr(E, "ProcessPoolExecutor", FakePool)
+    monkeypatch.setattr(E, "ProcessPoolExecutor", instant_pool(lambda n: [n * 50 / paces[n]] * n))
     out = E.probe_concurrency(smoke(), candidates=(1, 2, 4, 8), steps=50)
     assert out["it_per_s"] == pytest.approx(paces) and out["best"] == 2
 
