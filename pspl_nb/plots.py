@@ -404,6 +404,7 @@ def image_differences(d: pd.DataFrame, note: str = ""):
     ax.set_yticks(y, order, fontsize=6)
     ax.set(xlabel=f"final PSNR difference (dB): bar = mean over {len(d)} seeds, line = their range", title=note or None)
     ax.grid(alpha=0.3, axis="x")
+    return fig
 
 
 def adam_steps(table: pd.DataFrame, window: int = 25):
