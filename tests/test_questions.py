@@ -241,16 +241,22 @@ def test_final_scores_read_each_runs_last_row_test_sets_included():
 
 # ---- the generated pages, from a committed folder --------------------------------------------------------
 
-@pytest.fixture
-def committed_folder(grid, tmp_path, monkeypatch):
-    """The synthetic grid written as a committed ``cpu`` reference grid (histories, per-image PSNR of both image
-    sets, provenance), with PSPL_REFERENCE pointing at it for this test."""
+def record_reference(folder, table, images):
+    """``table`` and ``images`` written as the committed ``cpu`` grid and as its ``cpu_long`` replication
+    (histories, per-image PSNR of both image sets, provenance) under ``folder``."""
     from pspl_nb import committed
 
-    table, images = grid
     both = pd.concat([images, images.assign(set="embedded_tune", psnr=images.psnr + 1.0)], ignore_index=True)
-    committed.record(tmp_path / "cpu", "reference", table, "smoke", "hand-made", images=both, code_version="abc",
-                     bicubic={"embedded_valid": 29.0, "embedded_tune": 30.0})
+    for name in ("cpu", "cpu_long"):
+        committed.record(folder / name, "reference", table, "smoke", "hand-made", images=both, code_version="abc",
+                         bicubic={"embedded_valid": 29.0, "embedded_tune": 30.0})
+
+
+@pytest.fixture
+def committed_folder(grid, tmp_path, monkeypatch):
+    """The synthetic grid committed as the ``cpu`` grid and its ``cpu_long`` replication, with PSPL_REFERENCE
+    pointing at it for this test."""
+    record_reference(tmp_path, *grid)
     monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path))
     return tmp_path
 
@@ -260,22 +266,35 @@ def test_markdown_summary_states_hand_computed_numbers(committed_folder):
     lines = text.splitlines()
     at = 125 / 300 * 200
     level = np.interp(at, EPOCHS, curve("l1_lrx2", 8))  # held-out l1 at its chosen x2: shift 0.2 on every seed
-    assert lines[0].endswith(f"Here: {level:.2f} dB.")
-    final = {a: np.array([curve(a, s)[-1] for s in SCORING]) for a in ("l1", "l1_lrx2", "pspl", "pspl_lrx2")}
-    assert f"plain L1 ends {final['l1'].mean() - 29:+.2f} dB above bicubic (29.00 dB)" in text
+    assert lines[0].endswith(f"On the cpu grid: {level:.2f} dB.")
+    final = {a: np.array([curve(a, s)[-1] for s in SCORING]) for a in ("l1", "l1_lrx2", "pspl", "pspl_lrx2",
+                                                                       "uniform")}
+    regime = f"plain L1 ends {final['l1'].mean() - 29:+.2f} dB above bicubic (29.00 dB)"
+    assert f"\n- cpu: {regime} on embedded_valid" in text and f"\n- cpu_long: {regime} on embedded_valid" in text
     assert f"{final['l1_lrx2'].mean() - 29:+.2f} dB at its chosen lr (l1_lrx2)" in text
     claims = [line for line in lines if line.startswith("- PSPL vs L1, final PSNR")]
-    assert len(claims) == 2  # the primary claim and its replication on embedded_tune (+1 dB: the same difference)
+    # the primary claim, its replication on embedded_tune (+1 dB: the same difference) and on cpu_long (the same grid)
+    assert len(claims) == 3
     assert all(f": {np.mean(final['pspl'] - final['l1_lrx2']):+.3f} dB [95% " in line for line in claims)
+    assert "### Replication on the cpu_long regime (3 epochs x 12 it x batch 4, LR patch 16)" in lines
     d = final["l1_lrx2"] - final["l1"]  # 0.02 on every scoring seed: the interval has no width
-    assert f"| l1_lrx2 | x2 | {final['l1_lrx2'].mean():.3f} | {d.mean():+.3f} [{d.mean():+.3f}, {d.mean():+.3f}] | 0 |" \
-        in lines
+    assert (f"| l1_lrx2 | x2 | {final['l1_lrx2'].mean():.3f} | {d.mean():+.3f} [{d.mean():+.3f}, {d.mean():+.3f}] "
+            "| 8 | 0 |") in lines
     d = final["pspl_lrx2"] - final["pspl"]
     lo, hi = t95(d)
-    assert f"| pspl_lrx2 | x2 | {final['pspl_lrx2'].mean():.3f} | {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] | 0 |" in lines
-    assert "chosen on held-out seeds [8, 9, 10, 11]: l1_lrx2 and pspl" in text
+    assert f"| pspl_lrx2 | x2 | {final['pspl_lrx2'].mean():.3f} | {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] | 8 | 0 |" \
+        in lines
+    # held-out seeds prefer l1 at x2 and pspl at x1, the two ends of a sweep of x1 and x2
+    assert ("Chosen on held-out seeds [8, 9, 10, 11] (best mean final PSNR): l1 l1_lrx2 (at the edge of the swept "
+            "range), pspl pspl (at the edge of the swept range).") in lines
+    d = final["uniform"] - final["l1"]
+    lo, hi = t95(d)
+    assert (f"- uniform - l1 (PSPL's rising scale alone, under Adam): {d.mean():+.3f} dB [{lo:+.3f}, {hi:+.3f}], "
+            "better, interval excludes 0") in lines
     plain = np.interp(at, EPOCHS, curve("l1", 8))
-    assert f"Every arm against L1 at lr x1, threshold {plain:.2f} dB" in text
+    assert f"### Exploratory: every arm against L1 at lr x1 (threshold {plain:.2f} dB: " in text
+    row = next(line for line in lines if line.startswith("| uniform | 8 | "))
+    assert row.endswith(f"| {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] |")  # final dB, the last column
     assert text.count("2x2, final PSNR: ") == 1 and text.count("2x2, mean PSNR: ") == 1
 
 
@@ -283,11 +302,26 @@ def test_headline_is_the_primary_claims_in_words(committed_folder):
     from pspl_nb import committed
 
     lines = summary.headline("cpu")
-    assert len(lines) == 4 and all(line.endswith(".") for line in lines)
+    assert len(lines) == 5 and all(line.endswith(".") for line in lines)
     final = np.mean([curve("pspl", s)[-1] - curve("l1_lrx2", s)[-1] for s in SCORING])
-    assert lines[0].startswith("PSPL vs L1, final PSNR (dB)") and f": {final:+.3f} dB [95% " in lines[0]
-    assert "faster, interval excludes 1" in lines[1] and "better, interval excludes 0" in lines[2]
-    assert f"- {lines[0]}" in summary.markdown_summary("cpu").splitlines()  # README and docs state the same claims
+    assert lines[0].startswith("**PSPL vs L1, final PSNR (pspl vs l1_lrx2, lrs chosen on held-out seeds)**: "
+                               f"{final:+.3f} dB [")
+    assert ": faster;" in lines[1] and ": better;" in lines[2]
     claims = questions.primary_claims(committed.load("cpu", "reference_histories"),
                                       committed.load("cpu", "reference_images"))
-    assert lines == [summary.claim_sentence(r) for r in claims.itertuples()]
+    assert lines[:4] == [summary.claim_line(r) for r in claims.itertuples()]
+    assert lines[4].startswith("**Replications** of the four verdicts: on the second image set 4 of 4; on the "
+                               "cpu_long regime 4 of 4. A weak regime: plain L1 ends ")
+
+
+def test_the_summary_reads_the_reference_folder_it_is_pointed_at(committed_folder, grid, tmp_path, monkeypatch):
+    """Grids are loaded once per process, but per folder: pointed at another folder, the summary states its numbers."""
+    table, images = grid
+    final = np.mean([curve("pspl", s)[-1] - curve("l1_lrx2", s)[-1] for s in SCORING])
+    assert f"{final:+.3f} dB [" in summary.headline("cpu")[0]
+    pspl = table.arm.eq("pspl")
+    better = table.assign(psnr_embedded_valid=table.psnr_embedded_valid + 0.5 * pspl)
+    better.attrs = table.attrs
+    record_reference(tmp_path / "other", better, images.assign(psnr=images.psnr + 0.5 * images.arm.eq("pspl")))
+    monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path / "other"))
+    assert f"{final + 0.5:+.3f} dB [" in summary.headline("cpu")[0]
