@@ -1,6 +1,7 @@
 """The verdict layer on a synthetic committed grid whose answers are known by construction: the threshold set on
 held-out seeds, the lr each arm is judged at, the four primary claims with Holm, the intervals over images, and
 the generated sentences."""
+import functools
 import math
 
 import numpy as np
@@ -149,3 +150,37 @@ def test_verdict_summary_puts_each_arm_against_l1_with_its_speed_range(grid):
                                                                     for s in SCORING]))
     assert stats.speed_statement(stats.threshold_sweep(design, q.column, levels_from=held[held.arm == "l1"]),
                                  "uniform").count("thresholds") >= 1
+
+
+def _commit(folder, table, images):
+    """Write the synthetic grid as a committed grid folder (the files ``committed.load`` reads)."""
+    import json
+
+    folder.mkdir(parents=True)
+    table.to_csv(folder / "reference_histories.csv", index=False)
+    tune = images.assign(set="embedded_tune", psnr=images.psnr + 1.0)  # as the histories' tune column
+    pd.concat([images, tune]).to_csv(folder / "reference_images.csv.gz", index=False)
+    (folder / "provenance.json").write_text(json.dumps({"grids": {"reference": table.attrs["provenance"]}}))
+
+
+def test_a_replication_grid_that_is_not_committed_is_named_not_invented(grid, tmp_path, monkeypatch):
+    from pspl_nb import committed
+
+    table, images = grid
+    monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path))
+    monkeypatch.setattr(summary, "primary_claims", functools.partial(questions.primary_claims, n_boot=200))
+    summary._grid.cache_clear(), summary.claims.cache_clear()
+    _commit(tmp_path / "cpu", table, images)
+    assert committed.is_committed("cpu") and not committed.is_committed("cpu_long")
+    missing, strength = summary.replication_lines("cpu", "cpu_long")
+    runs = len(committed.first_stage("cpu_long"))
+    assert missing.startswith(f"the cpu_long regime's grid ({runs} runs") and "not committed" in missing
+    assert strength == f"cpu: {summary.regime_sentence(table)}."
+    assert "cpu_long regime's grid" in summary.headline("cpu", "cpu_long")[-1]
+
+    _commit(tmp_path / "cpu_long", table, images)  # the same grid as its own replication repeats every verdict
+    summary._grid.cache_clear(), summary.claims.cache_clear()
+    lines = summary.replication_lines("cpu", "cpu_long")
+    assert len(lines) == len(questions.PRIMARY) + 2 and lines[-1].startswith("cpu_long: plain L1 ends")
+    assert "on the cpu_long regime 4 of 4" in summary.headline("cpu", "cpu_long")[-1]
+    summary._grid.cache_clear(), summary.claims.cache_clear()
