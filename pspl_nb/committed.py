@@ -45,10 +45,11 @@ class Plan:
     sweep: tuple
     uniform_sweep: tuple
     mechanisms: bool
+    hours: float  # wall time of both stages on 2 cores with 2 jobs: runs x mean seconds per run (measured) / 2
 
 
-PLANS = {"cpu": Plan(sweep=(0.5, 1, 2, 4, 6, 8), uniform_sweep=(1, 2, 4, 6, 8), mechanisms=True),
-         "cpu_long": Plan(sweep=(1, 2, 4, 8), uniform_sweep=(1,), mechanisms=False)}
+PLANS = {"cpu": Plan(sweep=(1, 2, 4, 6, 8), uniform_sweep=(1, 2, 4, 6, 8), mechanisms=True, hours=3),
+         "cpu_long": Plan(sweep=(1, 2, 4, 8), uniform_sweep=(1,), mechanisms=False, hours=8.7)}
 IMAGE_ARMS = ("l1", "pspl", "uniform", "contrast")  # with every lr of l1 and pspl: what the primary claims use
 UPDATE_FAMILIES = ("l1", "pspl", "uniform")  # at x1, with every optimiser control
 
@@ -169,6 +170,13 @@ def record(folder, name: str, table: pd.DataFrame, profile_name: str, command: s
                                command=command, code_version=code_version or current_version(),
                                date=datetime.date.today().isoformat(), notes=notes, bicubic=bicubic or {})
     path.write_text(json.dumps(prov, indent=2) + "\n")
+
+
+def is_committed(profile_name: str, name: str = "reference") -> bool:
+    """Whether grid ``name`` of ``profile_name`` is committed: its histories and per-image tables both exist."""
+    folder = reference_dir() / profile_name
+    return all(any((folder / f"{name}_{table}{ext}").exists() for ext in (".csv", ".csv.gz"))
+               for table in ("histories", "images"))
 
 
 def load(profile_name: str, name: str) -> pd.DataFrame:

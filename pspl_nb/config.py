@@ -369,7 +369,7 @@ def profile(name: str, **overrides) -> RunConfig:
 # Wall time of `make reproduce PROFILE=<name>` (all notebooks). smoke/cpu: measured on the 2-core development
 # CPU; gpu/paper: estimated from a measured 1000-iteration EDSR-baseline x2 epoch on one H100 (12-20 s with
 # evaluation, bench/gpu_results) times the notebooks' ~40 runs, before the larger x4 models.
-EXPECTED_TIME = {"smoke": "~2 min (2-core CPU)", "cpu": "~25 min (2-core CPU)", "cpu_long": "~1 h (2-core CPU)",
+EXPECTED_TIME = {"smoke": "~2 min (2-core CPU)", "cpu": "~25 min (2-core CPU)", "cpu_long": "~3 h (2-core CPU, estimate)",
                  "gpu": "~1-2 days (one H100)", "paper": "~1 week (one H100)", "rehearse": "~4 min (2-core CPU)"}
 
 

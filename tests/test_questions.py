@@ -1,6 +1,7 @@
 """The verdict layer on a synthetic committed grid whose answers are known by construction: the threshold set on
 held-out seeds, the lr each arm is judged at, the four primary claims with Holm, the intervals over images, and
 the generated sentences."""
+import functools
 import math
 
 import numpy as np
@@ -241,13 +242,14 @@ def test_final_scores_read_each_runs_last_row_test_sets_included():
 
 # ---- the generated pages, from a committed folder --------------------------------------------------------
 
-def record_reference(folder, table, images):
-    """``table`` and ``images`` written as the committed ``cpu`` grid and as its ``cpu_long`` replication
-    (histories, per-image PSNR of both image sets, provenance) under ``folder``."""
+def record_reference(folder, table, images, profiles=("cpu", "cpu_long")):
+    """``table`` and ``images`` written under ``folder`` as the committed reference grid of each of ``profiles``
+    (by default the ``cpu`` grid and its ``cpu_long`` replication): histories, per-image PSNR of both image sets
+    (the tune set 1 dB above, as the histories' tune column), provenance."""
     from pspl_nb import committed
 
     both = pd.concat([images, images.assign(set="embedded_tune", psnr=images.psnr + 1.0)], ignore_index=True)
-    for name in ("cpu", "cpu_long"):
+    for name in profiles:
         committed.record(folder / name, "reference", table, "smoke", "hand-made", images=both, code_version="abc",
                          bicubic={"embedded_valid": 29.0, "embedded_tune": 30.0})
 
@@ -325,3 +327,24 @@ def test_the_summary_reads_the_reference_folder_it_is_pointed_at(committed_folde
     record_reference(tmp_path / "other", better, images.assign(psnr=images.psnr + 0.5 * images.arm.eq("pspl")))
     monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path / "other"))
     assert f"{final + 0.5:+.3f} dB [" in summary.headline("cpu")[0]
+
+
+def test_a_replication_grid_that_is_not_committed_is_named_not_invented(grid, tmp_path, monkeypatch):
+    from pspl_nb import committed
+
+    table, images = grid
+    monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path))
+    monkeypatch.setattr(summary, "primary_claims", functools.partial(questions.primary_claims, n_boot=200))
+    record_reference(tmp_path, table, images, profiles=("cpu",))
+    assert committed.is_committed("cpu") and not committed.is_committed("cpu_long")
+    missing, strength = summary.replication_lines("cpu", "cpu_long")
+    runs = len(committed.first_stage("cpu_long"))
+    assert missing.startswith(f"the cpu_long regime's grid ({runs} runs") and "not committed" in missing
+    assert strength == f"cpu: {summary.regime_sentence(table)}."
+    assert "cpu_long regime's grid" in summary.headline("cpu", "cpu_long")[-1]
+
+    # the same grid as its own replication repeats every verdict
+    record_reference(tmp_path, table, images, profiles=("cpu_long",))
+    lines = summary.replication_lines("cpu", "cpu_long")
+    assert len(lines) == len(questions.PRIMARY) + 2 and lines[-1].startswith("cpu_long: plain L1 ends")
+    assert "on the cpu_long regime 4 of 4" in summary.headline("cpu", "cpu_long")[-1]
