@@ -254,12 +254,17 @@ def record_reference(folder, table, images, profiles=("cpu", "cpu_long")):
                          bicubic={"embedded_valid": 29.0, "embedded_tune": 30.0})
 
 
+N_BOOT = 200  # resamples of the summary's image bootstraps in these tests
+
+
 @pytest.fixture
 def committed_folder(grid, tmp_path, monkeypatch):
     """The synthetic grid committed as the ``cpu`` grid and its ``cpu_long`` replication, with PSPL_REFERENCE
-    pointing at it for this test."""
+    pointing at it for this test; the summary's image bootstraps draw 200 resamples instead of 2,000 (the
+    point estimates and t-intervals these tests check do not depend on them)."""
     record_reference(tmp_path, *grid)
     monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path))
+    monkeypatch.setattr(summary, "primary_claims", functools.partial(questions.primary_claims, n_boot=N_BOOT))
     return tmp_path
 
 
@@ -310,7 +315,7 @@ def test_headline_is_the_primary_claims_in_words(committed_folder):
                                f"{final:+.3f} dB [")
     assert ": faster;" in lines[1] and ": better;" in lines[2]
     claims = questions.primary_claims(committed.load("cpu", "reference_histories"),
-                                      committed.load("cpu", "reference_images"))
+                                      committed.load("cpu", "reference_images"), n_boot=N_BOOT)
     assert lines[:4] == [summary.claim_line(r) for r in claims.itertuples()]
     assert lines[4].startswith("**Replications** of the four verdicts: on the second image set 4 of 4; on the "
                                "cpu_long regime 4 of 4. A weak regime: plain L1 ends ")
@@ -334,7 +339,7 @@ def test_a_replication_grid_that_is_not_committed_is_named_not_invented(grid, tm
 
     table, images = grid
     monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path))
-    monkeypatch.setattr(summary, "primary_claims", functools.partial(questions.primary_claims, n_boot=200))
+    monkeypatch.setattr(summary, "primary_claims", functools.partial(questions.primary_claims, n_boot=N_BOOT))
     record_reference(tmp_path, table, images, profiles=("cpu",))
     assert committed.is_committed("cpu") and not committed.is_committed("cpu_long")
     missing, strength = summary.replication_lines("cpu", "cpu_long")
