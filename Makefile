@@ -1,6 +1,7 @@
 # pspl-nb: two commands do everything on a fresh machine.
 #   make reproduce [PROFILE=smoke|cpu|gpu|paper]   run every notebook, results under results/<profile>/
 #   make test                                       the whole test suite, notebooks included
+#   make test-fast                                  the edit-test loop: no notebook, browser or training subprocess
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -18,30 +19,33 @@ endif
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help env test test-browser reproduce executed rehearse lab data verify bench gpu-check wheels reference gallery clean clean-runs
+.PHONY: help env test test-fast test-browser reproduce executed rehearse lab data verify bench gpu-check wheels reference gallery clean clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # The venv is built once; it is rebuilt only when a dependency file changes, or when its Python does not run
 # (deleted, or too old: a venv left by a failed `make env PYTHON=<old python>` is replaced, not reused).
-NEW_ENOUGH := -c 'import sys; sys.exit(sys.version_info < (3, 10))'
+NEW_ENOUGH := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 $(STAMP): pyproject.toml constraints.txt
 	@if ! $(BIN)/python $(NEW_ENOUGH) 2>/dev/null; then \
 	  if ! $(PYTHON) $(NEW_ENOUGH) 2>/dev/null; then \
-	    echo "Python too old: $(PYTHON) is $$($(PYTHON) --version 2>&1 || echo missing), the kit needs Python 3.10 or newer; run make env PYTHON=python3.11 (or another 3.10+)" >&2; \
+	    echo "Python too old: $(PYTHON) is $$($(PYTHON) --version 2>&1 || echo missing), the kit needs Python 3.11 or newer; run make env PYTHON=python3.11 (or another 3.11+)" >&2; \
 	    exit 1; \
 	  fi; \
-	  if [ -e $(VENV) ]; then echo "$(VENV) does not run Python 3.10+ (broken or made by an older Python): rebuilding it" >&2; rm -rf $(VENV); fi; \
+	  if [ -e $(VENV) ]; then echo "$(VENV) does not run Python 3.11+ (broken or made by an older Python): rebuilding it" >&2; rm -rf $(VENV); fi; \
 	  $(PYTHON) -m venv $(VENV); \
 	fi
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,slurm]'
 	@touch $(STAMP)
 
 env: $(STAMP)  ## create .venv with the pinned packages
 
 test: $(STAMP)  ## run the whole test suite (notebooks in the smoke profile included)
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+
+test-fast: $(STAMP)  ## the tests without notebooks, browser and training subprocesses (under 2 min on 2 cores)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -m "not notebook and not browser and not processes"
 
 test-browser: $(STAMP)  ## notebook 02's sliders in JupyterLab and headless Chromium (needs /usr/bin/chromium)
 	$(BIN)/python -m pytest tests/test_browser.py -p no:xdist -v
@@ -65,7 +69,7 @@ verify: $(STAMP)  ## check every data set on disk (decodes, counts, LR sizes)
 	$(BIN)/python -m pspl_nb.data verify
 
 bench: $(STAMP)  ## run the benchmarks in bench/
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,slurm,bench]"
 	$(BIN)/python -m bench.run_all
 
 # `make gpu-check` runs with the CUDA machine's own Python and torch (GPU_PYTHON), in a venv that sees them

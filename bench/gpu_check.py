@@ -113,7 +113,7 @@ class Context:
 def phase_env(ctx: Context) -> list:
     import torch
 
-    from pspl_nb.runs import code_version
+    from pspl_nb.run_folder import code_version
 
     rows = [row("torch", torch.__version__), row("CUDA (torch build)", torch.version.cuda),
             row("cuDNN", torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None),
@@ -261,7 +261,7 @@ def phase_profiles(ctx: Context) -> list:
     import torch
 
     from pspl_nb.config import PROFILES
-    from pspl_nb.runs import read_meta, run_folder
+    from pspl_nb.run_folder import read_meta, run_folder
     from pspl_nb.train import train, train_epochs
 
     rows, results = [], ctx.out / "runs"
@@ -306,7 +306,7 @@ def trainer_pace(ctx: Context, c, warm_epochs: int = 1) -> float:
     T.set_float32_precision(c, ctx.device)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    run = T.assemble(c, None, ctx.device, 0, 1, ctx.data)
+    run = T.assemble(c, None, ctx.device, ctx.data)
     T.wrap_model(run)
     batches, bar = T.Batches(run, ctx.data), tqdm(disable=True)
     for epoch in range(warm_epochs):
@@ -397,7 +397,7 @@ def phase_graph(ctx: Context) -> list:
     for weighting in ("none", "pspl"):
         c = ctx.config("paper", model="edsr_baseline", weighting=weighting, loader="device", **NUMERICS["bf16"])
         torch.manual_seed(0)
-        run = T.assemble(c, None, dev, 0, 1, ctx.data)
+        run = T.assemble(c, None, dev, ctx.data)
         net = run.model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(net.parameters(), lr=c.lr, betas=(0.9, c.adam_beta2), eps=1e-8,
                                      capturable=dev.type == "cuda")

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from bench import timing
 from bench.train_step import CASES, case_config, make_step
-from pspl_nb.data import TrainPatches, default_root, ensure_embedded
+from pspl_nb.data import TrainPatches, ensure_embedded
+from pspl_nb.places import data_root
 
 BATCH, PATCH, SCALE = 16, 48, 2  # loader_rate's default: the paper's batch
 
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="data root (default: $PSPL_DATA or <repo>/data)")
     args = parser.parse_args()
     timing.setup(args)
-    result = run(args.device, args.workers, args.repeats or None, args.root or default_root())
+    result = run(args.device, args.workers, args.repeats or None, args.root or data_root())
     print(render(result))
     if args.json:
         timing.write_json(args.json, "loader", result, args.device)

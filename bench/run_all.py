@@ -120,7 +120,7 @@ Written by `make bench` (`python -m bench.run_all`) on {machine['date']}, in {se
 ## 1. SSIM map: the kit against peer libraries (`bench/ssim_peers.py`)
 
 Real photographs (crops of scikit-image's bundled images) against a blurred, noisy copy, float32 on [0, 1],
-window 11 / sigma 1.5, C1 = 0.01^2, C2 = 0.03^2. "max abs diff" is against a float64 scipy reference on the
+window 11 / sigma 1.5, C1 = 0.01^2, C2 = 0.03^2. "max abs diff" is against the exact map (float64, scipy) on the
 same inputs, in the output each implementation gives (a map with its padding, or the mean of the valid
 map per image). The kit accumulates its moments in float64 whatever the input dtype, filtering them with
 banded matrix products (on CPU cut into ~32-pixel chunks of the band). {at['ssim_peers']}

@@ -1,11 +1,11 @@
-"""The kit's SSIM map against peer libraries: time per call and how far each result is from an exact reference.
+"""The kit's SSIM map against peer libraries: time per call and how far each result is from the exact map.
 
 Inputs are real photographs, not noise: crops of scikit-image's bundled images (HR) and a blurred, noisy
 copy (SR: Gaussian blur sigma 1.2 + noise sigma 4/255, clipped), float32 on [0, 1], data_range 1, the
 window 11 taps sigma 1.5 and C1 = 0.01^2, C2 = 0.03^2 everywhere. Noise images would hide what matters:
 float32 moments lose the variance of flat regions (E[x^2] - E[x]^2 cancels), which noise does not have.
 
-Every implementation is compared with a float64 reference from scipy's Gaussian filter on the same (float32-
+Every implementation is compared with the exact map: float64, from scipy's Gaussian filter on the same (float32-
 rounded) inputs, in the output it gives: a "same" map with zero or reflect padding, the "valid" interior,
 or a per-image mean of that interior. An implementation "gives the same values" when its largest absolute
 difference is <= 1e-5, the kit's float32 accuracy contract (tests/test_ssim.py). Peers run in float32 (their
@@ -50,7 +50,7 @@ def photo_pair(shape, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(sr, 0, 1).astype(np.float32), np.clip(hr, 0, 1).astype(np.float32)
 
 
-def reference(sr: np.ndarray, hr: np.ndarray, padding: str) -> np.ndarray:
+def exact_map(sr: np.ndarray, hr: np.ndarray, padding: str) -> np.ndarray:
     """float64 SSIM map (N, C, H, W) with scipy's separable Gaussian (11 taps: truncate 3.5 at sigma 1.5).
 
     padding "zeros" -> scipy mode "constant", "reflect" -> "mirror" (torch's reflect); "valid" = either, cropped.
@@ -142,7 +142,7 @@ def compare(shape, device="cpu", repeats=10) -> dict:
         same output and input dtype (<= 1: the kit is at least as fast).
     """
     sr, hr = photo_pair(shape)
-    refs = {p: reference(sr, hr, p) for p in ("zeros", "reflect", "valid")}
+    exact = {p: exact_map(sr, hr, p) for p in ("zeros", "reflect", "valid")}
     impls, missing = implementations(device)
     inputs = {}
     for _, dtype, _, _ in impls:
@@ -159,7 +159,7 @@ def compare(shape, device="cpu", repeats=10) -> dict:
             value = fn(x, y)
         value = value.double().cpu().numpy() if torch.is_tensor(value) else np.asarray(value, np.float64)
         kind, padding = output.split()
-        ref = refs[padding]
+        ref = exact[padding]
         ref = ref.mean(axis=(1, 2, 3)) if kind == "mean" else ref
         checks.append(float(np.abs(value.reshape(ref.shape) - ref).max()))
     with torch.no_grad():

@@ -10,9 +10,9 @@ its own copy of the same initial model, its own Adam and the same fixed batch of
            accuracy costs (float32 moments are ~1e-4 off, and noise on flat regions with official constants)
     dense  the same loss with the official code's SSIM: dense 11x11 window, float32 (``ssim_map_dense``)
 
-A step is ``pspl_nb.train``'s inner loop: set lr, uint8 -> float, forward (bf16 autocast in the bf16 rows),
-``criterion(sr.float(), hr, age)``, zero_grad, backward, Adam step, ``loss.item()``, and for PSPL the
-attention statistics the engine records. The age is held at 1 epoch (delta = 1), where no weight underflows.
+A step is ``pspl_nb.train.take_step``, the trainer's own: set lr, uint8 -> float, forward (bf16 autocast in
+the bf16 rows), ``criterion(sr.float(), hr, age)``, zero_grad, backward, the optimiser's step, the step's size;
+then ``loss.item()``, and for PSPL the attention statistics the trainer records. The age is held at 1 epoch (delta = 1), where no weight underflows.
 
 Cases (x2, EDSR-baseline), each with the PSPL / L1 ratio it must stay under (``target``):
 
@@ -40,9 +40,10 @@ import torch
 from bench import timing
 from pspl_nb.config import RunConfig, profile
 from pspl_nb.models import build_model
-from pspl_nb.pspl import PSPLLoss, attention, pixel_loss
+from pspl_nb.pspl import PSPLLoss
 from pspl_nb.ssim import ssim_map_dense
-from pspl_nb.train import attention_stats, learning_rate, make_criterion, train_step
+from pspl_nb.train import (Ranks, Run, attention_stats, autocast, learning_rate, make_criterion, make_optimizer,
+                           pspl_loss, take_step, wrap_model)
 
 HALF_DENSE = "half the dense overhead"  # a case's target: 1 + (dense / L1 - 1) / 2 of the same run
 CASES = {
@@ -70,11 +71,8 @@ def target(case: str, ratio: dict) -> float | None:
 class DensePSPL(PSPLLoss):
     """``PSPLLoss`` with the official code's SSIM map: dense 11x11 window, computed in the input's dtype."""
 
-    def forward(self, sr, hr, step):
-        with torch.no_grad():
-            ms = ssim_map_dense(sr.detach(), hr, *self.c)
-            self.last_attention = attention(ms, step, self.gamma, self.mu, self.alpha, self.beta)
-        return pixel_loss(self.last_attention * sr, self.last_attention * hr, self.base, 1e-3 * self.data_range)
+    def similarity(self, sr, hr):
+        return ssim_map_dense(sr, hr, *self.constants)
 
 
 def case_config(name: str) -> RunConfig:
@@ -83,46 +81,38 @@ def case_config(name: str) -> RunConfig:
 
 
 def make_step(c: RunConfig, arm: str, device="cpu", amp=False, channels_last=False, model=None):
-    """One training iteration of ``c`` with loss ``arm`` (one of ``ARMS``) as a no-argument callable.
+    """One training iteration of ``c`` with loss ``arm`` (one of ``ARMS``) as a no-argument callable: the
+    trainer's own step (``train.take_step``, with its optimiser, numerics and step-size measurement), then
+    ``loss.item()`` and, for PSPL, the attention statistics the trainer records.
 
     ``model`` (optional) is deep-copied, so every arm starts from the same weights. Data: one fixed batch
-    of uint8 patches, (batch, 3, patch, patch) LR and the x scale HR, converted each step as the engine does.
+    of uint8 patches, (batch, 3, patch, patch) LR and the x scale HR, converted each step as the trainer does.
     """
     device = torch.device(device)
+    c = c.replace(amp=amp, channels_last=channels_last)
     net = copy.deepcopy(model) if model is not None else build_model(c.model, c.scale, c.size, 3, c.rgb_range)
     net = net.to(device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=c.lr, betas=(0.9, 0.999), eps=1e-8)
-    if arm == "l1":
-        criterion = make_criterion(c.replace(weighting="none"))
-    elif arm in ("pspl", "pspl32"):
-        criterion = make_criterion(c)
-        criterion.moments = "float32" if arm == "pspl32" else "float64"
-    elif arm == "dense":
-        criterion = DensePSPL(c.base, c.gamma, c.mu, c.alpha, c.beta, c.ssim, c.padding, c.rgb_range)
-    else:
+    losses = {"l1": lambda: make_criterion(c.replace(weighting="none")), "pspl": lambda: make_criterion(c),
+              "pspl32": lambda: make_criterion(c.replace(moments="float32")),
+              "dense": lambda: pspl_loss(c, kind=DensePSPL)}
+    if arm not in losses:
         raise ValueError(f"arm={arm!r}, expected one of {ARMS}")
+    run = Run(c, None, device, Ranks(), net, make_optimizer(c, net.parameters(), device), losses[arm]())
+    wrap_model(run)
     g = torch.Generator().manual_seed(0)
     p, s = c.patch, c.scale
     lr_u8 = torch.randint(0, 256, (c.batch, 3, p, p), generator=g, dtype=torch.uint8).to(device)
     hr_u8 = torch.randint(0, 256, (c.batch, 3, p * s, p * s), generator=g, dtype=torch.uint8).to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    amp_context, before = autocast(c, device), [q.detach().clone() for q in net.parameters()]
     stats = []
 
     def step():
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(c, 0, AGE)
-        lr_img = lr_u8.float().mul_(c.rgb_range / 255.0)
-        hr_img = hr_u8.float().mul_(c.rgb_range / 255.0)
-        if channels_last:
-            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
-        loss = train_step(net, criterion, opt, lr_img, hr_img, AGE, autocast)
-        # a per-step time needs the step finished: one synchronisation per step. The engine reads its losses
+        loss, _ = take_step(run, lr_u8, hr_u8, AGE, learning_rate(c, 0, AGE), amp_context, before)
+        # a per-step time needs the step finished: one synchronisation per step. The trainer reads its losses
         # only every CHECK_EVERY steps, so on a GPU this times a step that cannot overlap the next (an upper bound)
         loss.item()
-        if arm != "l1":  # the engine keeps these per step, on the device
-            stats.append(attention_stats(criterion.last_attention))
+        if arm != "l1":  # the trainer keeps these per step, on the device
+            stats.append(attention_stats(run.criterion.last_attention))
             del stats[:-1]
 
     return step

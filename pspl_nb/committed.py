@@ -23,7 +23,6 @@ per tenth of an epoch of the optimiser arms), with one entry per grid in ``prove
 """
 import datetime
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import pandas as pd
 
 from pspl_nb import controls
 from pspl_nb.config import RunConfig, profile
+from pspl_nb.places import reference_dir, results_root
 
 SCORING_SEEDS = tuple(range(8))
 HELD_OUT_SEEDS = tuple(range(8, 12))
@@ -52,12 +52,6 @@ PLANS = {"cpu": Plan(sweep=(1, 2, 4, 6, 8), uniform_sweep=(1, 2, 4, 6, 8), mecha
          "cpu_long": Plan(sweep=(1, 2, 4, 8), uniform_sweep=(1,), mechanisms=False, hours=8.7)}
 IMAGE_ARMS = ("l1", "pspl", "uniform", "contrast")  # with every lr of l1 and pspl: what the primary claims use
 UPDATE_FAMILIES = ("l1", "pspl", "uniform")  # at x1, with every optimiser control
-
-
-def reference_dir() -> Path:
-    """Where committed reference grids live: ``$PSPL_REFERENCE`` if set, else ``<repo>/results/reference``."""
-    env = os.environ.get("PSPL_REFERENCE")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "results" / "reference"
 
 
 def _arm(weighting: str, mult: float, seeds, base: RunConfig, **more) -> list:
@@ -103,7 +97,7 @@ def lr_ramp(scaled: list, plain: list, results=None) -> tuple:
     epoch, the mean over seeds of their ``update_per_lr`` (updates.csv) divided by the ``plain`` runs'
     (rounded to 3 decimals). Under Adam a rising loss scale enlarges the step until the second moment
     catches up; an L1 run on this ramp takes the same steps without any pixel weighting."""
-    from pspl_nb.runs import run_folder
+    from pspl_nb.run_folder import run_folder
 
     def mean_steps(configs):
         tables = [pd.read_csv(run_folder(c, results) / "updates.csv").update_per_lr.to_numpy() for c in configs]
@@ -129,8 +123,6 @@ def side_tables(table: pd.DataFrame, results=None) -> tuple[pd.DataFrame, pd.Dat
     set, image, psnr) of the scoring seeds of ``IMAGE_ARMS`` and every lr of l1 and pspl, and of the
     held-out seeds of every lr of l1 (the threshold's runs); step-size rows
     (arm, seed and updates.csv's columns) of every Adam/SGD control and ``UPDATE_FAMILIES`` at x1."""
-    from pspl_nb.runs import results_root
-
     runs = table.drop_duplicates("run_id")
     images, updates = [], []
     for r in runs.itertuples():
@@ -158,7 +150,7 @@ def record(folder, name: str, table: pd.DataFrame, profile_name: str, command: s
     when given) and its entry of ``<folder>/provenance.json``: profile, config, numerics, scoring and
     held-out seeds, runs, arms, command, code version, date, ``notes`` and ``bicubic`` ({set: bicubic's
     mean PSNR, dB}: the floor the verdicts measure how far training got from)."""
-    from pspl_nb.runs import code_version as current_version
+    from pspl_nb.run_folder import code_version as current_version
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,7 +180,7 @@ def is_committed(profile_name: str, name: str = "reference") -> bool:
 
 
 def load(profile_name: str, name: str) -> pd.DataFrame:
-    """A committed table, ``<reference_dir>/<profile>/<name>.csv`` (or ``.csv.gz``).
+    """A committed table, ``<places.reference_dir()>/<profile>/<name>.csv`` (or ``.csv.gz``).
 
     ``attrs["provenance"]`` holds its grid's entry of ``provenance.json`` (``record``).
     """

@@ -82,6 +82,12 @@ class RunConfig:
     def pspl(self) -> bool:
         return self.weighting != "none"
 
+    def schedule(self):
+        """PSPL's ``Schedule(gamma, mu, alpha, beta)`` of this run (``pspl_nb.pspl``)."""
+        from pspl_nb.pspl import Schedule
+
+        return Schedule(self.gamma, self.mu, self.alpha, self.beta)
+
     @property
     def arm(self) -> str:
         """Short label of the training objective, used in run ids, legends and tables.
@@ -240,7 +246,7 @@ def validate(c: RunConfig) -> None:
     invalid field of ``c``: its type first, then its range, then how fields must agree."""
     from pspl_nb.data.sources import DATASET_KEYS, SCALES, SET_NAMES
     from pspl_nb.models import MODEL_CARDS, MODELS
-    from pspl_nb.pspl import BASES, SSIM_MODES, check_schedule
+    from pspl_nb.pspl import BASES, SSIM_MODES
     from pspl_nb.ssim import MOMENTS
 
     def bad(name, why):
@@ -306,7 +312,7 @@ def validate(c: RunConfig) -> None:
     if c.val_set in TEST_SETS:
         bad("val_set", f"{TEST_SETS} are test sets; selecting the best epoch on them leaks the test")
     try:
-        check_schedule(c.gamma, c.alpha, c.beta)  # PSPL's own rules for its schedule
+        c.schedule()  # PSPL's own rules for its schedule
     except ValueError as e:
         bad(next((f for f in ("gamma", "alpha", "beta") if f"{f}=" in str(e)), "alpha"), str(e).removeprefix("PSPL: "))
 

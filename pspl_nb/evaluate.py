@@ -59,23 +59,17 @@ class Bicubic(nn.Module):
         return imresize(x, self.scale)
 
 
-@torch.no_grad()
-def _forward_quantised(model: nn.Module, lr: np.ndarray, channels: str, rgb_range: float, device) -> torch.Tensor:
-    """SR of one uint8 RGB LR image as a float (1, C, sh, sw) tensor of uint8 values, on the model's device."""
-    device = device or next(model.parameters(), torch.empty(0)).device
-    was_training = model.training
-    model.eval()
-    sr = model(to_tensor(as_channels(lr, channels), rgb_range, device))
-    model.train(was_training)
-    # EDSR-PyTorch's quantize: to [0, 255], clamp, round half to even (as numpy's and torch's round)
-    return sr.float().mul(255.0 / rgb_range).clamp_(0, 255).round_()
-
-
-@torch.no_grad()
 def super_resolve(model: nn.Module, lr: np.ndarray, channels: str = "rgb", rgb_range: float = 255.0,
                   device=None) -> np.ndarray:
     """SR of one uint8 RGB LR image (h, w, 3) -> uint8 (s h, s w, C), C = 3 for "rgb", 1 for "y"."""
-    return to_uint8(_forward_quantised(model, lr, channels, rgb_range, device).to(torch.uint8))
+    device = torch.device(device or next(model.parameters(), torch.empty(0)).device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return to_uint8(_quantised(model, _uint8_batch(lr, channels, device), rgb_range).to(torch.uint8))
+    finally:
+        model.train(was_training)
 
 
 @dataclass
@@ -95,10 +89,13 @@ class StagedPairs:
 def stage_pairs(pairs, channels: str, device) -> StagedPairs:
     """``EvalPair`` s (uint8 RGB numpy) -> ``StagedPairs`` on ``device``: converted to the model's channels and
     copied once, instead of at every evaluation (DIV2K validation x2: ~1 GB of uint8)."""
-    def put(img):
-        return torch.from_numpy(np.ascontiguousarray(as_channels(img, channels).transpose(2, 0, 1)))[None].to(device)
+    return StagedPairs([p.name for p in pairs], [_uint8_batch(p.lr, channels, device) for p in pairs],
+                       [_uint8_batch(p.hr, channels, device) for p in pairs], channels)
 
-    return StagedPairs([p.name for p in pairs], [put(p.lr) for p in pairs], [put(p.hr) for p in pairs], channels)
+
+def _uint8_batch(img: np.ndarray, channels: str, device) -> torch.Tensor:
+    """uint8 RGB (H, W, 3) -> uint8 (1, C, H, W) in the model's ``channels`` on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(as_channels(img, channels).transpose(2, 0, 1)))[None].to(device)
 
 
 def shape_batches(staged: StagedPairs, max_pixels: int = EVAL_BATCH_PIXELS) -> list[list[int]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pspl_nb.reproduce import execute, notebooks
+from pspl_nb.reproduce import chosen, execute
 
 OUT = Path(__file__).resolve().parents[1] / "notebooks" / "executed"
 MAX_WIDTH = 1200  # pixels: a figure's width on a laptop screen; wider PNGs are scaled down to it
@@ -74,7 +74,7 @@ def slim(nb: dict, max_width: int = MAX_WIDTH) -> dict:
 
 def write_index(out: Path, profile: str, paths: list[Path]) -> Path:
     """``index.md`` in ``out``: which profile and code version made the copies, and the size of each."""
-    from pspl_nb.runs import code_version
+    from pspl_nb.run_folder import code_version
 
     lines = [f"# Executed notebooks ({profile} profile)", "",
              f"Written by `make executed` (`python -m pspl_nb.executed --profile {profile}`) on {date.today()}, "
@@ -96,9 +96,7 @@ def write_executed(profile: str = "cpu", out: Path = OUT, only=None, timeout: in
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory(prefix="pspl-executed-") as tmp:
-        for path in notebooks():
-            if only and not any(path.name.startswith(x) for x in only):
-                continue
+        for path in chosen(only):
             print(f"[{profile}] {path.name} ...", flush=True)
             nb = slim(json.loads(execute(path, profile, Path(tmp), timeout).read_text()), max_width)
             target = out / path.name

@@ -22,7 +22,7 @@ def kit_attention(ms, delta: float, gamma: float = 2.0, mu: float = -1.0) -> tor
 
     The working line notebook 02's "your turn" cell ships with; ``check_attention`` recognises it.
     """
-    return pspl.attention(ms, step=delta, gamma=gamma, mu=mu, alpha=1.0, beta=0.0)
+    return pspl.attention(ms, delta, gamma, mu)
 
 
 @dataclass
@@ -173,26 +173,25 @@ def compare_parameters(mine: torch.nn.Module, theirs: torch.nn.Module, before: t
 
 # ---- Adam and the scale of the loss --------------------------------------------------------------------------
 
-def pspl_mean_weight(ms_values, ages, gamma: float = 2.0, mu: float = -1.0, alpha: float = 1.0,
-                     beta: float = 0.0, quantiles: int = 200) -> np.ndarray:
+def pspl_mean_weight(ms_values, ages, schedule: pspl.Schedule = pspl.Schedule(), quantiles: int = 200) -> np.ndarray:
     """PSPL's global loss scale: the mean of Eq. 7 over ``ms_values`` (SSIM values on [-1, 1], any shape) at
-    each age in ``ages`` (epochs, shape (T,)). The mean is taken over ``quantiles`` evenly spaced quantiles of
-    the values, which stand for all of them at a fraction of the cost. Returns (T,) on [0, gamma]."""
+    each age in ``ages`` (epochs, shape (T,)) on ``schedule``. The mean is taken over ``quantiles`` evenly spaced
+    quantiles of the values, which stand for all of them at a fraction of the cost. Returns (T,) on [0, gamma]."""
     values = np.asarray(ms_values, dtype=np.float64).ravel()
     ms = torch.as_tensor(np.quantile(values, (np.arange(quantiles) + 0.5) / quantiles))
-    return np.array([pspl.attention(ms, float(a), gamma, mu, alpha, beta).mean().item() for a in ages])
+    return np.array([schedule.weights(ms, float(a)).mean().item() for a in ages])
 
 
-def loss_scale_schedules(ms_values, steps: int = 2000, gamma: float = 2.0) -> dict:
+def loss_scale_schedules(ms_values, steps: int = 2000, schedule: pspl.Schedule = pspl.Schedule()) -> dict:
     """Loss-scale schedules for ``adam_step_sizes``, each of length ``steps``: three constants (0.01, 1, 100),
     one so small that the gradients fall below Adam's eps (1e-10), and PSPL's mean weight over ``ms_values``
-    (``pspl_mean_weight``, alpha 1) when an epoch is 40 iterations (the cpu profile) and 1000 (the paper's
-    schedule)."""
+    on ``schedule`` (``pspl_mean_weight``) when an epoch is 40 iterations (the cpu profile) and 1000 (the
+    paper's)."""
     t = np.arange(1, steps + 1)
     return {"constant 1": np.ones(steps), "constant 0.01": np.full(steps, 0.01),
             "constant 100": np.full(steps, 100.0), "constant 1e-10": np.full(steps, 1e-10),
-            "PSPL, 40 it/epoch": pspl_mean_weight(ms_values, t / 40, gamma),
-            "PSPL, 1000 it/epoch": pspl_mean_weight(ms_values, t / 1000, gamma)}
+            "PSPL, 40 it/epoch": pspl_mean_weight(ms_values, t / 40, schedule),
+            "PSPL, 1000 it/epoch": pspl_mean_weight(ms_values, t / 1000, schedule)}
 
 
 def adam_step_sizes(schedules: dict, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, dim: int = 32,
@@ -241,17 +240,17 @@ def adam_step_sizes(schedules: dict, lr: float = 1e-3, betas=(0.9, 0.999), eps: 
                              scale=scales.numpy().ravel(), step_size=size.T.ravel(), l1=l1.T.ravel()))
 
 
-def step_size_summary(table: pd.DataFrame, reference: str = "constant 1", split: int = 1000,
+def step_size_summary(table: pd.DataFrame, baseline: str = "constant 1", split: int = 1000,
                       window: int = 25) -> pd.DataFrame:
-    """Each schedule of an ``adam_step_sizes`` table against ``reference`` (the unscaled loss), one row each:
-    ``frozen_steps`` (steps that moved the weights by less than 1% of the reference's step), ``largest_ratio``
+    """Each schedule of an ``adam_step_sizes`` table against ``baseline`` (the unscaled loss), one row each:
+    ``frozen_steps`` (steps that moved the weights by less than 1% of the baseline's step), ``largest_ratio``
     (the largest ratio of the two step sizes, each averaged over ``window`` steps), and the mean step size
-    divided by the reference's over steps 1..``split`` and after it. 1 = the same steps as the unscaled loss."""
+    divided by the baseline's over steps 1..``split`` and after it. 1 = the same steps as the unscaled loss."""
     wide = table.pivot(index="step", columns="schedule", values="step_size")[list(dict.fromkeys(table.schedule))]
-    ratio = wide.div(wide[reference], axis=0)
+    ratio = wide.div(wide[baseline], axis=0)
     smooth = wide.rolling(window, min_periods=1).mean()
     early, late = wide.index <= split, wide.index > split
     return pd.DataFrame({"frozen_steps": (ratio < 0.01).sum(),
-                         "largest_ratio": smooth.div(smooth[reference], axis=0).max(),
-                         f"steps 1-{split}": wide[early].mean() / wide[early][reference].mean(),
-                         f"steps {split + 1}-{wide.index.max()}": wide[late].mean() / wide[late][reference].mean()})
+                         "largest_ratio": smooth.div(smooth[baseline], axis=0).max(),
+                         f"steps 1-{split}": wide[early].mean() / wide[early][baseline].mean(),
+                         f"steps {split + 1}-{wide.index.max()}": wide[late].mean() / wide[late][baseline].mean()})

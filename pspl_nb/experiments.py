@@ -2,7 +2,7 @@
 
 A grid is a list of ``RunConfig``. ``run_grid`` trains (or loads) each in parallel processes and returns
 one tidy table; every run still has its own folder, so a half-finished grid resumes where it stopped and
-a run asked for twice is trained once (``pspl_nb.runs``). On a GPU, several small runs share the chip:
+a run asked for twice is trained once (``pspl_nb.run_folder``). On a GPU, several small runs share the chip:
 ``probe_concurrency`` measures how many. A grid larger than one machine goes to SLURM through submitit
 (``submit_grid``), with the same train-or-load folders.
 
@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from pspl_nb.config import SEEDS, RunConfig, profile, resolve_device
+from pspl_nb.config import SEEDS, TEST_SETS, RunConfig, profile, resolve_device
 from pspl_nb.models import MODEL_CARDS
 from pspl_nb.processes import exit_with_parent
-from pspl_nb.runs import load_history, run_folder
+from pspl_nb.run_folder import load_history, run_folder
 from pspl_nb.train import NonFiniteLoss, train
 
 # columns copied from each run's config into the tidy table
@@ -190,7 +190,7 @@ def _probe_worker(args) -> float:
     os.environ[T.RUNS_PER_DEVICE] = str(share)
     device = resolve_device(c.device)
     T.set_float32_precision(c, device)
-    run = T.assemble(c, None, device, 0, 1, data_root)
+    run = T.assemble(c, None, device, data_root)
     T.wrap_model(run)
     batches, amp = T.Batches(run, data_root), T.autocast(c, device)
     before = [p.detach().clone() for p in run.model.parameters()]
@@ -302,11 +302,11 @@ def critical_grid(profile_name: str, seeds=None, model: str = "edsr_baseline", g
 def table1_grid(profile_name: str, seeds=None, scale: int = 4) -> list:
     """The runs of Table 1: five models x {plain, PSPL} at ``scale``, each with its official loss and
     channels; on DIV2K every benchmark is a test set, scored on all its images after the last epoch."""
-    from pspl_nb.published import MODELS, SETS
+    from pspl_nb.published import MODELS
 
     base = profile(profile_name, scale=scale)
     if base.dataset == "div2k":
-        base = base.replace(test_sets=SETS)
+        base = base.replace(test_sets=TEST_SETS)
     seeds = SEEDS[profile_name][:1] if seeds is None else tuple(seeds)
     return [canonical(base, m).replace(weighting=w, seed=s) for m in MODELS for w in ("none", "pspl") for s in seeds]
 

@@ -188,30 +188,10 @@ def scores_on_device(sr, hr, shave: int, y_channel: bool, edsr_shave: int | None
         dict of Python floats: psnr (dB), ssim, and edsr_psnr (dB) when asked. Equal to :func:`psnr`,
         :func:`ssim` and :func:`edsr_psnr` to ~1e-10 (float64 throughout; float32 on MPS, which has no float64).
     """
-    from pspl_nb.ssim import ssim_map
-
-    wide = torch.float32 if sr.device.type == "mps" else torch.float64
-    sr, hr = sr.to(wide), hr.to(wide)
-
-    def _psnr(a, b):
-        mse = (a - b).square().mean().item()
+    def db(mse: float) -> float:
         return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
-    def _shaved(t, k):
-        return t[..., k : t.shape[-2] - k, k : t.shape[-1] - k]
-
-    out = {}
-    if edsr_shave is not None:
-        out["edsr_psnr"] = _psnr(_shaved(sr, edsr_shave), _shaved(hr, edsr_shave))
-    if y_channel and sr.shape[1] == 3:
-        coeffs = torch.tensor(_Y_COEFFS, dtype=wide, device=sr.device).view(1, 3, 1, 1)
-        sr, hr = ((t / 255.0 * coeffs).sum(1, keepdim=True) + 16.0 for t in (sr, hr))
-    sr, hr = _shaved(sr, shave), _shaved(hr, shave)
-    if min(sr.shape[-2:]) < 2 * _SSIM_RADIUS + 1:
-        raise ValueError(f"ssim needs at least 11 x 11 pixels after shaving, got {tuple(sr.shape[-2:])}")
-    out["psnr"] = _psnr(sr, hr)
-    out["ssim"] = ssim_map(sr, hr, 255.0, "valid", win_size=2 * _SSIM_RADIUS + 1, sigma=_SSIM_SIGMA).mean().item()
-    return out
+    return {k: v.item() if k == "ssim" else db(v.item()) for k, v in _errors(sr, hr, shave, y_channel, edsr_shave).items()}
 
 
 def scores_of_batch(sr, hr, shave: int, y_channel: bool, edsr_shave: int | None = None) -> dict:
@@ -225,26 +205,30 @@ def scores_of_batch(sr, hr, shave: int, y_channel: bool, edsr_shave: int | None 
         (dB, inf for identical images) and ssim. Each equals ``scores_on_device`` of that image up to the
         order of float sums (~1e-12).
     """
+    return {k: v if k == "ssim" else torch.log10(255.0**2 / v) * 10.0
+            for k, v in _errors(sr, hr, shave, y_channel, edsr_shave).items()}
+
+
+def _errors(sr, hr, shave: int, y_channel: bool, edsr_shave: int | None) -> dict:
+    """Per image of (N, C, H, W) tensors of uint8 values: the squared error the PSNRs are made of (``edsr_psnr``
+    when ``edsr_shave`` is given, then ``psnr``) and the mean SSIM (``ssim``), each a (N,) tensor on their device."""
     from pspl_nb.ssim import ssim_map
 
     wide = torch.float32 if sr.device.type == "mps" else torch.float64
     sr, hr = sr.to(wide), hr.to(wide)
 
-    def _psnr(a, b):  # per image; 10 log10(255^2 / 0) = inf
-        return torch.log10(255.0**2 / (a - b).square().mean(dim=(1, 2, 3))) * 10.0
-
-    def _shaved(t, k):
+    def shaved(t, k):
         return t[..., k : t.shape[-2] - k, k : t.shape[-1] - k]
 
     out = {}
     if edsr_shave is not None:
-        out["edsr_psnr"] = _psnr(_shaved(sr, edsr_shave), _shaved(hr, edsr_shave))
+        out["edsr_psnr"] = (shaved(sr, edsr_shave) - shaved(hr, edsr_shave)).square().mean(dim=(1, 2, 3))
     if y_channel and sr.shape[1] == 3:
         coeffs = torch.tensor(_Y_COEFFS, dtype=wide, device=sr.device).view(1, 3, 1, 1)
         sr, hr = ((t / 255.0 * coeffs).sum(1, keepdim=True) + 16.0 for t in (sr, hr))
-    sr, hr = _shaved(sr, shave), _shaved(hr, shave)
+    sr, hr = shaved(sr, shave), shaved(hr, shave)
     if min(sr.shape[-2:]) < 2 * _SSIM_RADIUS + 1:
         raise ValueError(f"ssim needs at least 11 x 11 pixels after shaving, got {tuple(sr.shape[-2:])}")
-    out["psnr"] = _psnr(sr, hr)
+    out["psnr"] = (sr - hr).square().mean(dim=(1, 2, 3))
     out["ssim"] = ssim_map(sr, hr, 255.0, "valid", win_size=2 * _SSIM_RADIUS + 1, sigma=_SSIM_SIGMA).mean(dim=(1, 2, 3))
     return out

@@ -9,8 +9,8 @@ import torch
 
 from pspl_nb import plots
 from pspl_nb.config import SEEDS, RunConfig, on_standin, profile, resolve_device
-from pspl_nb.data import default_root
-from pspl_nb.runs import code_version, results_root
+from pspl_nb.places import data_root, results_root
+from pspl_nb.run_folder import code_version
 
 
 @dataclass
@@ -54,7 +54,7 @@ def start(profile_name: str) -> Session:
     s = Session(profile_name, results_root() / profile_name, device, SEEDS[profile_name], jobs)
     torch.manual_seed(0)
     print(f"profile {profile_name} | device {device} | torch {torch.__version__} | python {platform.python_version()}"
-          f" | kit {code_version()}\ndata: {default_root()}\nresults: {s.folder} (runs in {results_root() / 'runs'})")
+          f" | kit {code_version()}\ndata: {data_root()}\nresults: {s.folder} (runs in {results_root() / 'runs'})")
     if on_standin(c):
         print("data is a synthetic DIV2K-shaped STAND-IN (make rehearse): its numbers say nothing about the paper")
     return s

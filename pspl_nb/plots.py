@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pspl_nb.pspl import attention
+from pspl_nb.pspl import Schedule
 
 ARM_COLORS = {"l1": "tab:blue", "l2": "tab:blue", "pspl": "tab:red", "uniform": "tab:green",
               "contrast": "tab:brown", "easy_first": "tab:purple", "warmup": "tab:orange"}
@@ -73,30 +73,28 @@ def attention_over_training(history: pd.DataFrame, ax=None):
     return ax.figure
 
 
-def attention_vs_ssim(steps=(1, 2, 4, 8, 16, 32, 64), gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, ax=None):
+def attention_vs_ssim(steps=(1, 2, 4, 8, 16, 32, 64), schedule: Schedule = Schedule(), ax=None):
     """The paper's Fig. 3 (left): attention weight against SSIM on [-1, 1] for several ages (epochs)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
-    ms = np.linspace(-1, 1, 401)
-    cmap = plt.get_cmap("viridis")
+    ms, cmap, top = np.linspace(-1, 1, 401), plt.get_cmap("viridis"), max(schedule.gamma, 1e-3)
     for i, step in enumerate(steps):
-        ax.plot(ms, attention(ms, step, gamma, mu, alpha, beta).numpy(), color=cmap(i / max(1, len(steps) - 1)),
-                label=f"step {step:g}")
+        ax.plot(ms, schedule.weights(ms, step).numpy(), color=cmap(i / max(1, len(steps) - 1)), label=f"step {step:g}")
     ax.set(xlabel="SSIM of the pixel's neighbourhood", ylabel="attention weight $M_a$", xlim=(-1, 1),
-           ylim=(-0.05 * max(gamma, 1e-3), 1.05 * max(gamma, 1e-3)),
-           title=f"Eq. 7: gamma={gamma:g}, mu={mu:g}, delta={alpha:g}*step+{beta:g}")
+           ylim=(-0.05 * top, 1.05 * top), title=f"Eq. 7: gamma={schedule.gamma:g}, mu={schedule.mu:g}, "
+                                                 f"delta={schedule.alpha:g}*step+{schedule.beta:g}")
     ax.legend(fontsize=7, ncol=2)
     return ax.figure
 
 
-def attention_maps(ms: np.ndarray, steps=(1, 2, 4, 8), gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0):
+def attention_maps(ms: np.ndarray, steps=(1, 2, 4, 8), schedule: Schedule = Schedule()):
     """The paper's Fig. 3 (right): the attention of one SSIM map (H, W) at several ages, shared colour scale."""
     fig, axes = plt.subplots(1, len(steps) + 1, figsize=(3 * (len(steps) + 1), 3.2), constrained_layout=True)
     im = axes[0].imshow(ms, cmap="magma", vmin=-1, vmax=1)
     axes[0].set_title("SSIM map $M_s$")
     fig.colorbar(im, ax=axes[0], shrink=0.7)
     for ax, step in zip(axes[1:], steps):
-        im = ax.imshow(attention(ms, step, gamma, mu, alpha, beta).numpy(), cmap="viridis", vmin=0, vmax=gamma)
+        im = ax.imshow(schedule.weights(ms, step).numpy(), cmap="viridis", vmin=0, vmax=schedule.gamma)
         ax.set_title(f"$M_a$ at step {step:g}")
     fig.colorbar(im, ax=axes[-1], shrink=0.7, label="weight")
     for ax in axes:
@@ -104,24 +102,25 @@ def attention_maps(ms: np.ndarray, steps=(1, 2, 4, 8), gamma=2.0, mu=-1.0, alpha
     return fig
 
 
-def draw_explorer(fig, maps: dict, gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, step=1.0, ssim="official"):
+def draw_explorer(fig, maps: dict, schedule: Schedule = Schedule(), step=1.0, ssim="official"):
     """Redraw the slider figure in place: weight curve, attention map and weight histogram.
 
     Args:
         fig: a matplotlib Figure (cleared and redrawn). maps: {"official": (H, W), "paper": (H, W)} SSIM
-            maps of one SR/HR pair. Other arguments: PSPL's parameters (``pspl.attention``) and SSIM mode.
+            maps of one SR/HR pair. schedule: PSPL's gamma, mu, alpha, beta. step: the age (epochs).
+            ssim: which map.
     Returns:
-        ``fig``. Any parameter ``attention`` rejects raises its ValueError here, so tests see it.
+        ``fig``. An age ``Schedule.weights`` rejects raises its ValueError here, so tests see it.
     """
     fig.clear()
-    ms = maps[ssim]
-    w = attention(ms, step, gamma, mu, alpha, beta).numpy()
+    ms, gamma = maps[ssim], schedule.gamma
+    w = schedule.weights(ms, step).numpy()
     ax_curve, ax_map, ax_hist = fig.subplots(1, 3, gridspec_kw=dict(width_ratios=(1.1, 1, 1)))
     grid = np.linspace(-1, 1, 401)
-    ax_curve.plot(grid, attention(grid, step, gamma, mu, alpha, beta).numpy(), color="tab:red")
+    ax_curve.plot(grid, schedule.weights(grid, step).numpy(), color="tab:red")
     ax_curve.hist(ms.ravel(), bins=60, range=(-1, 1), density=True, color="0.8", label="SSIM of this image")
     ax_curve.set(xlabel="SSIM", ylabel="weight", xlim=(-1, 1), ylim=(0, max(gamma, 1e-3) * 1.05),
-                 title=f"delta = {alpha * step + beta:.3g}")
+                 title=f"delta = {schedule.delta(step):.3g}")
     ax_curve.legend(fontsize=7, loc="upper right")
     im = ax_map.imshow(w, cmap="viridis", vmin=0, vmax=max(gamma, 1e-12))
     ax_map.set_title(f"attention, {ssim} SSIM")
@@ -130,16 +129,17 @@ def draw_explorer(fig, maps: dict, gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, step
     ax_hist.hist(w.ravel(), bins=50, range=(0, max(gamma, 1e-12)), color="tab:red")
     ax_hist.set(xlabel="weight", ylabel="pixels", yscale="log",
                 title=f"mean {w.mean():.3g}, max/min {w.max() / max(w.min(), 1e-300):.3g}")
-    fig.suptitle(f"gamma={gamma:g}  mu={mu:g}  alpha={alpha:g}  beta={beta:g}  step={step:g}", fontsize=9)
+    fig.suptitle(f"gamma={gamma:g}  mu={schedule.mu:g}  alpha={schedule.alpha:g}  beta={schedule.beta:g}  "
+                 f"step={step:g}", fontsize=9)
     return fig
 
 
-def explorer_grid(maps: dict, steps=(0.25, 1, 4), **params):
+def explorer_grid(maps: dict, steps=(0.25, 1, 4), schedule: Schedule = Schedule(), ssim="official"):
     """Static copies of the slider figure at a few steps, so executed and HTML notebooks show the content."""
     figs = []
     for step in steps:
         fig = plt.figure(figsize=(12, 3.3), constrained_layout=True)
-        figs.append(draw_explorer(fig, maps, step=step, **params))
+        figs.append(draw_explorer(fig, maps, schedule, step, ssim))
     return figs
 
 

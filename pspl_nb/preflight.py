@@ -16,7 +16,7 @@ from pspl_nb.config import TEST_SETS, RunConfig, resolve_device
 from pspl_nb.data.datasets import repair_command
 from pspl_nb.data.fingerprint import describe_change, set_fingerprint
 from pspl_nb.data.sources import resolve_root, set_name
-from pspl_nb.runs import read_meta
+from pspl_nb.run_folder import read_meta
 
 FLOAT_COPIES = 6  # float32 images of the HR patch a step holds at least: HR, SR, SR's gradient, 3 SSIM moments
 

@@ -2,15 +2,17 @@
 
     Ms = SSIM(Isr, Ihr)                              per pixel and channel    (Eq. 3-5)
     Ma = gamma * exp(-(Ms - mu)^2 / delta^2)         attention                (Eq. 6-7)
-    delta = alpha * step + beta                      widens with training     (Eq. 8)
+    delta = alpha * age + beta                       widens with training     (Eq. 8)
     loss = L(Ma * Isr, Ma * Ihr)                     L = L1 or L2             (Eq. 10)
 
 Ms and Ma are constants: no gradient flows through them. With mu = -1 (SSIM's lower bound) the worst
 reconstructed pixels get the largest weight; as delta grows every weight tends to gamma and the loss to
-gamma * L. ``step`` counts fractional epochs, as the official code does: it adds 1 / batches_per_epoch
-before every loss call, so the first call already has step = 1 / batches_per_epoch.
+gamma * L. The paper calls the age ``step``; it counts fractional epochs, as the official code does: it adds
+1 / batches_per_epoch before every loss call, so the first call already has age = 1 / batches_per_epoch.
+``Schedule`` holds gamma, mu, alpha and beta, the four numbers of Eq. 7-8.
 """
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,34 +24,30 @@ SSIM_MODES = ("paper", "official")
 WEIGHTS = ("pixel", "mean", "contrast")
 
 
-def check_schedule(gamma: float, alpha: float, beta: float, step: float = 0.0) -> None:
-    """Raise ValueError naming the first bad PSPL hyper-parameter (all must be finite and >= 0)."""
-    for name, value in (("gamma", gamma), ("alpha", alpha), ("beta", beta), ("step", step)):
+def _check(**values) -> None:
+    """Raise ValueError naming the first value that is not finite and >= 0 (``PSPL: <name>=<value> ...``)."""
+    for name, value in values.items():
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"PSPL: {name}={value} must be finite and >= 0")
-    if alpha == 0 and beta == 0:
-        raise ValueError("PSPL: alpha=0 and beta=0 make delta = 0 at every step; set one of them > 0")
 
 
-def attention(ms, step: float, gamma: float = 2.0, mu: float = -1.0, alpha: float = 1.0, beta: float = 0.0):
-    """Attention map Ma of Eq. 7 with the width delta of Eq. 8.
+def attention(ms, delta: float, gamma: float = 2.0, mu: float = -1.0) -> torch.Tensor:
+    """Eq. 7: the attention ``gamma * exp(-(ms - mu)^2 / delta^2)`` at width ``delta``.
 
     Args:
         ms: similarity values on [-1, 1], any shape (tensor, array or float).
-        step: training age in epochs (fractional), >= 0.
+        delta: the bell's width, finite and >= 0 (Eq. 8 gives it from the age: ``Schedule.delta``).
         gamma: peak weight, >= 0 (paper: 2). mu: position of the peak (paper: -1, hard pixels first;
-            +1 gives the classic easy-first order). alpha, beta: delta's growth per epoch and start
-            (paper: 1 and 0), >= 0 and not both 0.
+            +1 gives the classic easy-first order).
 
     Returns:
-        Tensor shaped like ``ms`` with values on [0, gamma]. At delta = 0 (step = 0 with beta = 0)
-        it is the limit: gamma where ms == mu, 0 elsewhere; so is a delta below the smallest normal
-        number of ms's dtype (~1e-38 in float32), where (ms - mu) / delta would give 0 / 0.
+        Tensor shaped like ``ms`` with values on [0, gamma]. At delta = 0 it is the limit: gamma where
+        ms == mu, 0 elsewhere; so is a delta below the smallest normal number of ms's dtype (~1e-38 in
+        float32), where (ms - mu) / delta would give 0 / 0.
     """
-    check_schedule(gamma, alpha, beta, step)
+    _check(gamma=gamma, delta=delta)
     ms = torch.as_tensor(ms)
     dtype = ms.dtype if ms.is_floating_point() else torch.float32
-    delta = alpha * step + beta
     if delta < torch.finfo(dtype).tiny:
         # Multiplied in ms's dtype: torch.where with a Python gamma would round it to float32.
         return (ms == mu).to(dtype) * gamma
@@ -76,8 +74,7 @@ class WholeBatch:
         return local
 
 
-def contrast(ms, step: float, mu: float = -1.0, alpha: float = 1.0, beta: float = 0.0,
-             batch: WholeBatch | None = None) -> torch.Tensor:
+def contrast(ms, delta: float, mu: float = -1.0, batch: WholeBatch | None = None) -> torch.Tensor:
     """Eq. 7's attention divided by its mean over all elements: PSPL's pixel contrast at a constant scale.
 
     ``Ma / mean(Ma)`` has mean 1 whatever the age, so it keeps which pixels PSPL favours and drops the
@@ -88,10 +85,9 @@ def contrast(ms, step: float, mu: float = -1.0, alpha: float = 1.0, beta: float 
     ``batch`` (default ``WholeBatch()``) takes the maximum and the mean over the whole batch when ``ms`` is
     one DDP process's shard of it.
     """
-    check_schedule(1.0, alpha, beta, step)
+    _check(delta=delta)
     batch = batch or WholeBatch()
     d2 = torch.as_tensor(ms).sub(mu).square_()
-    delta = alpha * step + beta
     # (ms - mu)^2 <= 4 on SSIM's range, so from delta^2 >= 4 * tiny on z = -(ms - mu)^2 / delta^2 cannot overflow
     # (and 0 / 0 cannot happen); below it the limit is taken
     if delta * delta < 4 * torch.finfo(d2.dtype).tiny:
@@ -100,6 +96,32 @@ def contrast(ms, step: float, mu: float = -1.0, alpha: float = 1.0, beta: float 
         z = d2.div_(-delta * delta)
         w = z.sub_(batch.max(z.max())).exp_()
     return w.div_(batch.mean(w.mean()))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """PSPL's four numbers: Eq. 7's peak ``gamma`` (>= 0) and centre ``mu`` (an SSIM value, -1: hard pixels
+    first), and Eq. 8's growth ``alpha`` (delta per epoch of age, >= 0) and start ``beta`` (>= 0), not both 0.
+    The defaults are the paper's (2, -1, 1, 0). Invalid values raise ValueError naming the first bad one."""
+
+    gamma: float = 2.0
+    mu: float = -1.0
+    alpha: float = 1.0
+    beta: float = 0.0
+
+    def __post_init__(self):
+        _check(gamma=self.gamma, alpha=self.alpha, beta=self.beta)
+        if self.alpha == 0 and self.beta == 0:
+            raise ValueError("PSPL: alpha=0 and beta=0 make delta = 0 at every step; set one of them > 0")
+
+    def delta(self, age: float) -> float:
+        """Eq. 8: the width ``alpha * age + beta`` at ``age`` epochs (fractional, finite, >= 0)."""
+        _check(step=age)
+        return self.alpha * age + self.beta
+
+    def weights(self, ms, age: float) -> torch.Tensor:
+        """Eq. 7 at ``age``: the attention of the SSIM values ``ms`` (any shape), on [0, gamma] (``attention``)."""
+        return attention(ms, self.delta(age), self.gamma, self.mu)
 
 
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, base: str = "l1", eps: float = 1e-3, weight=None) -> torch.Tensor:
@@ -118,12 +140,17 @@ def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, base: str = "l1", eps: float 
     raise ValueError(f"pixel_loss: base={base!r}, expected one of {BASES}")
 
 
+def _one_of(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"PSPLLoss: {name}={value!r}, expected one of {allowed}")
+
+
 class PSPLLoss(nn.Module):
     """Eq. 10: ``base(Ma * sr, Ma * hr)`` with Ma from the SSIM map of (sr, hr).
 
     Args:
+        schedule: gamma, mu, alpha, beta (``Schedule``; default the paper's).
         base: "l1", "l2" or "charbonnier" (eps = 1e-3 * data_range).
-        gamma, mu, alpha, beta: see ``attention``.
         ssim: "paper" uses range-matched constants C1 = (0.01 L)^2, C2 = (0.03 L)^2 as the paper's text
             says. "official" uses C1 = 1e-4, C2 = 9e-4 whatever the range, as the official code does on
             [0, 255] data: there they are ~65,000x too small, so flat regions get SSIM near 0 and count
@@ -148,25 +175,22 @@ class PSPLLoss(nn.Module):
     (the weights actually applied, for "mean" and "contrast", are derived from it).
     """
 
-    def __init__(self, base="l1", gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, ssim="paper", padding="zeros",
+    def __init__(self, schedule: Schedule = Schedule(), *, base="l1", ssim="paper", padding="zeros",
                  data_range=1.0, weights="pixel", moments="float64", check_finite=True, batch=None):
         super().__init__()
-        check_schedule(gamma, alpha, beta)
-        if base not in BASES:
-            raise ValueError(f"PSPLLoss: base={base!r}, expected one of {BASES}")
-        if ssim not in SSIM_MODES:
-            raise ValueError(f"PSPLLoss: ssim={ssim!r}, expected one of {SSIM_MODES}")
-        if padding not in ("zeros", "reflect"):
-            raise ValueError(f"PSPLLoss: padding={padding!r}, expected 'zeros' or 'reflect'")
-        if moments not in MOMENTS:
-            raise ValueError(f"PSPLLoss: moments={moments!r}, expected one of {MOMENTS}")
-        if weights not in WEIGHTS:
-            raise ValueError(f"PSPLLoss: weights={weights!r}, expected one of {WEIGHTS}")
-        self.base, self.gamma, self.mu, self.alpha, self.beta = base, gamma, mu, alpha, beta
-        self.ssim, self.padding, self.data_range, self.weights = ssim, padding, data_range, weights
-        self.moments, self.check_finite, self.batch = moments, check_finite, batch or WholeBatch()
-        self.c = (1e-4, 9e-4) if ssim == "official" else ((0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
+        for name, value, allowed in (("base", base, BASES), ("ssim", ssim, SSIM_MODES),
+                                     ("padding", padding, ("zeros", "reflect")), ("moments", moments, MOMENTS),
+                                     ("weights", weights, WEIGHTS)):
+            _one_of(name, value, allowed)
+        self.schedule, self.base, self.ssim, self.padding = schedule, base, ssim, padding
+        self.data_range, self.weights, self.moments = data_range, weights, moments
+        self.check_finite, self.batch = check_finite, batch or WholeBatch()
+        self.constants = (1e-4, 9e-4) if ssim == "official" else ((0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
         self.last_attention = None
+
+    def similarity(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """Ms of Eq. 3-5 for (N, C, H, W) sr and hr in a float dtype: ``ssim_map`` with this loss's settings."""
+        return ssim_map(sr, hr, self.data_range, self.padding, *self.constants, moments=self.moments)
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor, step: float) -> torch.Tensor:
         if sr.shape != hr.shape:
@@ -175,13 +199,12 @@ class PSPLLoss(nn.Module):
         # bf16 autocast: SSIM's variances are small differences of large moments.
         wide = torch.promote_types(sr.dtype, torch.float32)
         with torch.no_grad(), torch.autocast(sr.device.type, enabled=False):
-            ms = ssim_map(sr.detach().to(wide), hr.to(wide), self.data_range, self.padding, *self.c,
-                          moments=self.moments)
-            ma = attention(ms, step, self.gamma, self.mu, self.alpha, self.beta).to(sr.dtype)
+            ms = self.similarity(sr.detach().to(wide), hr.to(wide))
+            ma = self.schedule.weights(ms, step).to(sr.dtype)
             if self.weights == "mean":
                 weight = self.batch.mean(ma.mean())
             elif self.weights == "contrast":
-                weight = contrast(ms, step, self.mu, self.alpha, self.beta, self.batch).to(sr.dtype)
+                weight = contrast(ms, self.schedule.delta(step), self.schedule.mu, self.batch).to(sr.dtype)
             else:
                 weight = ma
         self.last_attention = ma
@@ -192,5 +215,5 @@ class PSPLLoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return (f"base={self.base}, gamma={self.gamma}, mu={self.mu}, alpha={self.alpha}, beta={self.beta}, "
-                f"ssim={self.ssim}, padding={self.padding}, data_range={self.data_range}, weights={self.weights}")
+        return (f"{self.schedule}, base={self.base}, ssim={self.ssim}, padding={self.padding}, "
+                f"data_range={self.data_range}, weights={self.weights}")

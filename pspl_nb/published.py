@@ -7,7 +7,8 @@ validation numbers of Fig. 4 and ``DIV2K_VALID_EDSR_BASELINE``, which are EDSR-P
 """
 import pandas as pd
 
-SETS = ("Set5", "Set14", "B100", "Urban100")
+from pspl_nb.config import TEST_SETS
+
 MODELS = ("srcnn", "vdsr", "drrn", "lapsrn", "edsr")
 
 # The paper's Table 1 (x4): (PSNR, SSIM) per set, for "baseline" and "PSPL". Its baseline rows equal the
@@ -69,4 +70,4 @@ def paper_table1() -> pd.DataFrame:
 def published(scale: int) -> pd.DataFrame:
     """Published PSNR/SSIM of the original papers at ``scale`` (2 or 4): model, set, psnr, ssim."""
     return pd.DataFrame([dict(model=m, set=s, psnr=p, ssim=q) for m, vals in PUBLISHED[scale].items()
-                         for s, (p, q) in zip(SETS, vals)])
+                         for s, (p, q) in zip(TEST_SETS, vals)])

@@ -10,6 +10,7 @@ A race is one seed scored on a few validation crops, so its curves swing from ep
 the gap between the arms. ``run_races`` repeats it over several seeds, ``draw_seed_band`` and ``noise_table``
 show how much one run swings, and ``schedule`` says how long an epoch is and where PSPL's ramp ends.
 """
+import dataclasses
 import io
 import threading
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ import numpy as np
 import pandas as pd
 
 from pspl_nb.config import RunConfig, profile
-from pspl_nb.runs import load_history, load_model, run_folder
+from pspl_nb.pspl import Schedule
+from pspl_nb.run_folder import load_history, load_model, run_folder
 from pspl_nb.schedule import nonuniform_fraction
 from pspl_nb.train import Snapshotter, train_epochs
+from pspl_nb.widgets import schedule_sliders
 
 # The race on a laptop CPU: about a minute for both runs. CI (the smoke and rehearse profiles) races a few seconds.
 RACE = {"smoke": dict(epochs=3, iters_per_epoch=6, batch=4, patch=16, milestones=(3,), eval_limit=2),
@@ -31,24 +34,21 @@ EARLY_AGE = 1.0  # epochs: the age of the early attention map the figure keeps b
 UNIFORM_TOL = 0.10  # "PSPL's ramp has ended": weights of SSIM 0..1 within 10% of each other
 
 
-def race_configs(profile_name: str = "cpu", gamma: float = 2.0, mu: float = -1.0, alpha: float = 1.0,
-                 beta: float = 0.0, seed: int = 0) -> tuple[RunConfig, RunConfig]:
+def race_configs(profile_name: str = "cpu", schedule: Schedule = Schedule(), seed: int = 0) -> tuple[RunConfig, RunConfig]:
     """(plain L1, PSPL) configs of a race: tiny EDSR-baseline x2 on the embedded images, the same seed, PSPL
-    with the given gamma, mu, alpha, beta. ``profile_name`` "smoke" or "rehearse" gives the seconds-long CI
-    race, any other the minute-long one. The PSPL run records its attention at age ``EARLY_AGE``, so a
-    finished race still shows the early map. Raises ValueError (one line) for settings PSPL rejects, e.g.
-    alpha = beta = 0."""
+    on ``schedule``. ``profile_name`` "smoke" or "rehearse" gives the seconds-long CI race, any other the
+    minute-long one. The PSPL run records its attention at age ``EARLY_AGE``, so a finished race still shows
+    the early map."""
     size = RACE["smoke" if profile_name in ("smoke", "rehearse") else "default"]
     base = profile("smoke", **size, eval_sets=("embedded_valid",), attention_steps=(), seed=seed)
-    return base.replace(weighting="none"), base.replace(gamma=gamma, mu=mu, alpha=alpha, beta=beta,
-                                                        attention_steps=(EARLY_AGE,))
+    return base.replace(weighting="none"), base.replace(**dataclasses.asdict(schedule), attention_steps=(EARLY_AGE,))
 
 
 def schedule(pspl: RunConfig) -> dict:
     """How long a race is and where PSPL's ramp ends: iters_per_epoch, batch, epochs, iterations (in all),
     ramp_epoch (the age, in epochs, from which PSPL's weights of SSIM values 0..1 are within 10% of each
     other, ``schedule.nonuniform_fraction``; inf if never) and ramp_iteration (the same in iterations)."""
-    ramp = nonuniform_fraction(pspl.epochs, pspl.alpha, pspl.beta, pspl.gamma, pspl.mu, tol=UNIFORM_TOL)["epoch_uniform"]
+    ramp = nonuniform_fraction(pspl.epochs, pspl.schedule(), tol=UNIFORM_TOL)["epoch_uniform"]
     return dict(iters_per_epoch=pspl.iters_per_epoch, batch=pspl.batch, epochs=pspl.epochs,
                 iterations=pspl.epochs * pspl.iters_per_epoch, ramp_epoch=ramp,
                 ramp_iteration=ramp * pspl.iters_per_epoch)
@@ -196,11 +196,11 @@ def draw_race(fig, state: RaceState):
     return fig
 
 
-def run_races(seeds, profile_name: str = "cpu", results=None, data_root=None, **settings) -> list[RaceState]:
-    """The race at the same settings (``race_configs``' gamma, mu, alpha, beta) once per seed; finished races
-    load at once. Returns one final ``RaceState`` per seed, in order."""
-    return [run_race(race_configs(profile_name, seed=s, **settings), results=results, data_root=data_root)
-            for s in seeds]
+def run_races(seeds, profile_name: str = "cpu", schedule: Schedule = Schedule(), results=None,
+              data_root=None) -> list[RaceState]:
+    """The race on one ``schedule`` once per seed (``race_configs``); finished races load at once. Returns one
+    final ``RaceState`` per seed, in order."""
+    return [run_race(race_configs(profile_name, schedule, s), results=results, data_root=data_root) for s in seeds]
 
 
 def noise_table(states: list[RaceState]) -> pd.DataFrame:
@@ -266,11 +266,12 @@ class Race:
         self.show(png(draw_race(self.fig, state)))
 
     def start(self, gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, seed=0) -> None:
-        """Start a race with these settings (ends a running one first); errors go to ``self.error``."""
+        """Start a race with the sliders' settings (ends a running one first); settings PSPL rejects, such as
+        alpha = beta = 0, and errors of the race go to ``self.error`` in one line."""
         self.stop()
         self.halt, self.error = threading.Event(), None
         try:
-            configs = race_configs(self.profile_name, gamma, mu, alpha, beta, int(seed))
+            configs = race_configs(self.profile_name, Schedule(gamma, mu, alpha, beta), int(seed))
         except ValueError as err:
             self.error = str(err)
             return
@@ -297,13 +298,10 @@ def race_widget(profile_name: str = "cpu", results=None, data_root=None):
 
     image, status = W.Image(format="png"), W.Label(value="Press Start: L1 and PSPL train side by side.")
     race = Race(profile_name, results, data_root, show=lambda b: setattr(image, "value", b))
-    sliders = dict(gamma=W.FloatSlider(value=2.0, min=0.0, max=4.0, step=0.1, description="gamma"),
-                   mu=W.FloatSlider(value=-1.0, min=-1.0, max=1.0, step=0.1, description="mu"),
-                   alpha=W.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.05, description="alpha"),
-                   beta=W.FloatSlider(value=0.0, min=0.0, max=3.0, step=0.05, description="beta"),
-                   seed=W.IntSlider(value=0, min=0, max=9, description="seed"))
+    sliders = dict(schedule_sliders(prefix="race"), seed=W.IntSlider(value=0, min=0, max=9, description="seed"))
     start, halt = W.Button(description="Start", button_style="success"), W.Button(description="Stop")
-    for name, widget in (*sliders.items(), ("start", start), ("stop", halt), ("image", image), ("status", status)):
+    for name, widget in (("seed", sliders["seed"]), ("start", start), ("stop", halt), ("image", image),
+                         ("status", status)):
         widget.add_class(f"race-{name}")  # stable handles for the browser test
 
     def on_start(_=None):

@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from pspl_nb.config import SEEDS, RunConfig, profile, resolve_device
-from pspl_nb.runs import is_finished, load_history, results_root
+from pspl_nb.places import results_root
+from pspl_nb.run_folder import is_finished, load_history
 
 # The stand-in's size: a few images on a CPU (CI), DIV2K's counts on CUDA (100 validation images, as the
 # official code evaluates; the training set only needs enough images to fill the loader and the device cache).
@@ -122,22 +123,17 @@ def rehearse(out=None, cuda: bool | None = None) -> dict:
     """Build the stand-in, run every notebook with PROFILE=rehearse, measure, project. Returns a summary dict
     (seconds per notebook, projection tables when the rehearsal ran on CUDA)."""
     from pspl_nb.data import build_standin
-    from pspl_nb.reproduce import execute, notebooks, to_html
+    from pspl_nb.reproduce import notebooks, run_notebooks
 
     out = Path(out or results_root() / "rehearse")
     cuda = resolve_device("auto").type == "cuda" if cuda is None else cuda
     data, results = out / "data", out / "results"
     t0 = time.perf_counter()
     build_standin(data, **STANDIN["cuda" if cuda else "cpu"])
-    timings = [dict(notebook="(stand-in data)", seconds=round(time.perf_counter() - t0, 1))]
+    standin = pd.DataFrame([dict(notebook="(stand-in data)", seconds=round(time.perf_counter() - t0, 1))])
     os.environ.update(PSPL_DATA=str(data), PSPL_RESULTS=str(results))
-    for nb in notebooks():
-        t0 = time.perf_counter()
-        print(f"[rehearse] {nb.name} ...", flush=True)
-        to_html(execute(nb, "rehearse", results / "rehearse" / "notebooks"))
-        timings.append(dict(notebook=nb.name, seconds=round(time.perf_counter() - t0, 1)))
-        print(f"[rehearse] {nb.name} done in {timings[-1]['seconds']} s", flush=True)
-    table = pd.DataFrame(timings)
+    table = pd.concat([standin, run_notebooks(notebooks(), "rehearse", results / "rehearse" / "notebooks")],
+                      ignore_index=True)
     table.to_csv(out / "timings.csv", index=False)
     summary = dict(timings=table, rates=measured_rates(results))
     if cuda:

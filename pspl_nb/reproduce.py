@@ -14,7 +14,7 @@ import pandas as pd
 
 from pspl_nb.config import PROFILES
 from pspl_nb.processes import raise_on_sigterm
-from pspl_nb.train import results_root
+from pspl_nb.places import results_root
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -84,6 +84,26 @@ def to_html(executed: Path) -> Path:
     return html
 
 
+def chosen(only=None) -> list[Path]:
+    """The numbered notebooks whose names start with one of ``only`` (default: all), in order."""
+    return [nb for nb in notebooks() if not only or any(nb.name.startswith(x) for x in only)]
+
+
+def run_notebooks(paths, profile: str, out_dir: Path, html: bool = True, timeout: int | None = None) -> pd.DataFrame:
+    """``execute`` each notebook of ``paths`` in order with ``profile`` into ``out_dir`` (with its HTML copy
+    beside it when ``html``), saying when each starts and ends. Returns the timings: notebook, seconds."""
+    timings = []
+    for nb in paths:
+        t0 = time.perf_counter()
+        print(f"[{profile}] {nb.name} ...", flush=True)
+        out = execute(nb, profile, out_dir, timeout)
+        if html:
+            to_html(out)
+        timings.append(dict(notebook=nb.name, seconds=round(time.perf_counter() - t0, 1)))
+        print(f"[{profile}] {nb.name} done in {timings[-1]['seconds']} s", flush=True)
+    return pd.DataFrame(timings, columns=["notebook", "seconds"])
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m pspl_nb.reproduce", description=__doc__.splitlines()[0])
     p.add_argument("--profile", default=os.environ.get("PSPL_PROFILE") or "cpu",
@@ -92,27 +112,18 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     if a.profile not in PROFILES:
         p.error(f"--profile {a.profile!r} (or PSPL_PROFILE): expected one of {', '.join(PROFILES)}")
-    chosen = [nb for nb in notebooks() if not a.only or any(nb.name.startswith(x) for x in a.only)]
-    unknown = [x for x in a.only or () if not any(nb.name.startswith(x) for nb in notebooks())]
-    if unknown or not chosen:
+    unknown = [x for x in a.only or () if not chosen([x])]
+    if unknown or not chosen(a.only):
         p.error(f"--only {' '.join(unknown or a.only)}: no notebook starts with that; the notebooks are "
                 + ", ".join(nb.stem for nb in notebooks()))
     raise_on_sigterm()  # a time limit's SIGTERM shuts the kernel down as Ctrl-C does
     folder = results_root() / a.profile
-    timings = []
-    for nb in chosen:
-        t0 = time.perf_counter()
-        print(f"[{a.profile}] {nb.name} ...", flush=True)
-        try:
-            out = execute(nb, a.profile, folder / "notebooks")
-        except KeyboardInterrupt:  # Ctrl-C or a time limit: execute has already shut the kernel down
-            print(f"[{a.profile}] {nb.name} stopped; its kernel and the processes it started are gone, finished "
-                  "training runs are kept", file=sys.stderr, flush=True)
-            sys.exit(130)
-        to_html(out)
-        timings.append(dict(notebook=nb.name, seconds=round(time.perf_counter() - t0, 1)))
-        print(f"[{a.profile}] {nb.name} done in {timings[-1]['seconds']} s", flush=True)
-    table = pd.DataFrame(timings)
+    try:
+        table = run_notebooks(chosen(a.only), a.profile, folder / "notebooks")
+    except KeyboardInterrupt:  # Ctrl-C or a time limit: execute has already shut the kernel down
+        print(f"[{a.profile}] stopped; the notebook's kernel and the processes it started are gone, finished "
+              "training runs are kept", file=sys.stderr, flush=True)
+        sys.exit(130)
     table.to_csv(folder / "timings.csv", index=False)
     print(table.to_string(index=False), f"\ntotal {table.seconds.sum():.0f} s; results in {folder}")
 

@@ -6,15 +6,14 @@ import math
 import pandas as pd
 import torch
 
-from pspl_nb.pspl import attention, check_schedule
+from pspl_nb.pspl import Schedule
 
 
-def flattening_table(epochs=(0.25, 0.5, 1, 2, 5, 10, 20), alpha: float = 1.0, beta: float = 0.0,
-                     gamma: float = 2.0, mu: float = -1.0) -> pd.DataFrame:
+def flattening_table(schedule: Schedule = Schedule(), epochs=(0.25, 0.5, 1, 2, 5, 10, 20)) -> pd.DataFrame:
     """PSPL's weights (Eq. 7) at a few ages, to show how quickly they flatten.
 
     Args:
-        epochs: ages in (fractional) epochs. alpha, beta, gamma, mu: as in ``pspl.attention``.
+        schedule: gamma, mu, alpha, beta (default the paper's). epochs: ages in (fractional) epochs.
 
     Returns:
         DataFrame with columns epoch, delta (= alpha * epoch + beta), w(-1), w(0), w(0.5), w(1) (the weight
@@ -24,15 +23,15 @@ def flattening_table(epochs=(0.25, 0.5, 1, 2, 5, 10, 20), alpha: float = 1.0, be
     ms = torch.tensor([-1.0, 0.0, 0.5, 1.0], dtype=torch.float64)  # float64: w(1) is ~1e-28 at epoch 0.25
     rows = []
     for epoch in epochs:
-        w = attention(ms, epoch, gamma, mu, alpha, beta).tolist()
+        w = schedule.weights(ms, epoch).tolist()
         ratio = w[1] / w[3] if w[3] > 0 else math.inf
-        rows.append({"epoch": epoch, "delta": alpha * epoch + beta, "w(-1)": w[0], "w(0)": w[1],
+        rows.append({"epoch": epoch, "delta": schedule.delta(epoch), "w(-1)": w[0], "w(0)": w[1],
                      "w(0.5)": w[2], "w(1)": w[3], "w(0)/w(1)": ratio})
     return pd.DataFrame(rows)
 
 
-def nonuniform_fraction(total_epochs: float, alpha: float = 1.0, beta: float = 0.0, gamma: float = 2.0,
-                        mu: float = -1.0, tol: float = 0.10, ssim_range=(0.0, 1.0)) -> dict:
+def nonuniform_fraction(total_epochs: float, schedule: Schedule = Schedule(), tol: float = 0.10,
+                        ssim_range=(0.0, 1.0)) -> dict:
     """When PSPL's weights become uniform within ``tol`` over ``ssim_range``, and how much of a run is before.
 
     Over SSIM in [lo, hi], Eq. 7 gives max w / min w = exp((d_far^2 - d_near^2) / delta^2), with d_far and
@@ -41,7 +40,7 @@ def nonuniform_fraction(total_epochs: float, alpha: float = 1.0, beta: float = 0
     mu = -1 (hard first: d_far at lo), mu = +1 (easy first: d_far at hi) and any mu in between.
 
     Args:
-        total_epochs: length of the run (epochs, > 0). alpha, beta, gamma, mu: as in ``pspl.attention``.
+        total_epochs: length of the run (epochs, > 0). schedule: gamma, mu, alpha, beta (default the paper's).
         tol: allowed relative spread, > 0 (0.10: weights within 10% of each other).
         ssim_range: (lo, hi) on [-1, 1], the SSIM values the pixels actually take.
 
@@ -49,7 +48,6 @@ def nonuniform_fraction(total_epochs: float, alpha: float = 1.0, beta: float = 0
         dict(epoch_uniform, fraction): the age (epochs) from which weights are uniform within tol (0 if from
         the start, inf if delta never grows enough) and the share of the run before it, on [0, 1].
     """
-    check_schedule(gamma, alpha, beta)
     if not (math.isfinite(total_epochs) and total_epochs > 0):
         raise ValueError(f"nonuniform_fraction: total_epochs={total_epochs} must be finite and > 0")
     if not (math.isfinite(tol) and tol > 0):
@@ -57,6 +55,7 @@ def nonuniform_fraction(total_epochs: float, alpha: float = 1.0, beta: float = 0
     lo, hi = ssim_range
     if not -1 <= lo <= hi <= 1:
         raise ValueError(f"nonuniform_fraction: ssim_range={ssim_range} must satisfy -1 <= lo <= hi <= 1")
+    mu, alpha, beta = schedule.mu, schedule.alpha, schedule.beta
     d_far = max(abs(lo - mu), abs(hi - mu))
     d_near = abs(min(max(mu, lo), hi) - mu)  # 0 when mu lies inside the range
     delta_needed = math.sqrt((d_far**2 - d_near**2) / math.log1p(tol))

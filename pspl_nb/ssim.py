@@ -11,7 +11,7 @@ With G the 11 x 11 Gaussian window (sigma 1.5, sum 1) and ``*`` filtering by it,
 
 Three functions compute it:
 
-- ``ssim_map_reference``: the equation as written, with padded depthwise 11 x 11 convolutions in float64.
+- ``ssim_map_readable``: the equation as written, with padded depthwise 11 x 11 convolutions in float64.
   Short and obviously right; the readable path, and what the fast path is tested against.
 - ``ssim_map``: the fast path, the one the kit uses. Same map (to ~1e-12 in float64, tests/test_ssim.py),
   computed with banded matrix products, chunked on CPU, in reused buffers (see its helpers below).
@@ -84,7 +84,7 @@ def _check_args(name, x, y, data_range, padding, c1, c2, win_size, moments="floa
 # ---- the readable path --------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def ssim_map_reference(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, padding: str = "zeros",
+def ssim_map_readable(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, padding: str = "zeros",
                        c1: float | None = None, c2: float | None = None, win_size: int = 11,
                        sigma: float = 1.5) -> torch.Tensor:
     """The SSIM map exactly as the module docstring writes it: padding, an 11 x 11 depthwise convolution per
@@ -92,7 +92,7 @@ def ssim_map_reference(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0
 
     Slow (121 multiply-adds per pixel and moment) but plain; ``ssim_map`` must agree with it.
     """
-    c1, c2 = _check_args("ssim_map_reference", x, y, data_range, padding, c1, c2, win_size)
+    c1, c2 = _check_args("ssim_map_readable", x, y, data_range, padding, c1, c2, win_size)
     channels = x.shape[1]
     g = gaussian_window(win_size, sigma, torch.float64, x.device)
     window = torch.outer(g, g).expand(channels, 1, win_size, win_size)  # one circular window per channel
@@ -147,7 +147,7 @@ def ssim_map(
     Returns:
         SSIM values on [-1, 1], same dtype as ``x``, a new tensor without gradient:
         the map is a constant for PSPL (Eq. 7 takes no gradient through it). Equal to
-        ``ssim_map_reference`` to ~1e-12 in float64, and to ``skimage.metrics.structural_similarity(
+        ``ssim_map_readable`` to ~1e-12 in float64, and to ``skimage.metrics.structural_similarity(
         full=True, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=L)`` wherever
         the window lies inside the image.
 

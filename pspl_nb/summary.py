@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from pspl_nb import committed, controls
+from pspl_nb.places import REPOSITORY, reference_dir
 from pspl_nb.questions import (PRIMARY, THRESHOLD_RULE, final_scores, gains, primary_claims, reference_config,
                                speed_question, split_seeds, verdict_summary)
 
-ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = {"README.md": "conclusions", "docs/results.md": "generated"}  # file: marker name
 
 
@@ -28,16 +28,27 @@ def _ints(values) -> list:
     return sorted(int(v) for v in values)
 
 
-@lru_cache(maxsize=None)
 def _grid(profile: str):
-    """(histories, per-image table) of a committed grid: loaded once per process."""
+    """(histories, per-image table) of a committed grid, loaded once per process for each reference folder."""
+    return _load_grid(reference_dir(), profile)
+
+
+@lru_cache(maxsize=None)
+def _load_grid(folder: Path, profile: str):
+    # ``folder`` is in the cache key so that pointing PSPL_REFERENCE elsewhere (a test, a lab's own grids) is
+    # never answered from another folder's tables; committed.load reads that same folder.
     return committed.load(profile, "reference_histories"), committed.load(profile, "reference_images")
 
 
-@lru_cache(maxsize=None)
 def claims(profile: str = "cpu", column: str | None = None) -> pd.DataFrame:
-    """``questions.primary_claims`` of a committed grid (``column``: another image set), computed once."""
-    table, images = _grid(profile)
+    """``questions.primary_claims`` of a committed grid (``column``: another image set), computed once per
+    reference folder."""
+    return _claims(reference_dir(), profile, column)
+
+
+@lru_cache(maxsize=None)
+def _claims(folder: Path, profile: str, column: str | None) -> pd.DataFrame:
+    table, images = _load_grid(folder, profile)
     return primary_claims(table, images, column=column)
 
 
@@ -251,7 +262,7 @@ def generated() -> dict:
 def write() -> None:
     """Put ``generated()`` between the markers of README.md and docs/results.md."""
     for rel, text in generated().items():
-        path, name = ROOT / rel, BLOCKS[rel]
+        path, name = REPOSITORY / rel, BLOCKS[rel]
         old = block(path, name)
         path.write_text(path.read_text().replace(f"<!-- {name}:start -->\n{old}<!-- {name}:end -->",
                                                  f"<!-- {name}:start -->\n{text}<!-- {name}:end -->"))

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from pspl_nb.plots import draw_explorer, training_attention
+from pspl_nb.pspl import Schedule
 from pspl_nb.ssim import ssim_map
 
 
@@ -30,7 +31,21 @@ def update_explorer(fig, maps: dict, gamma=2.0, mu=-1.0, alpha=1.0, beta=0.0, st
         fig.text(0.5, 0.5, "alpha = beta = 0: delta is 0 at every step, PSPL is undefined.\n"
                  "Raise alpha (growth per epoch) or beta (start width).", ha="center", va="center")
         return fig
-    return draw_explorer(fig, maps, gamma, mu, alpha, beta, step, ssim)
+    return draw_explorer(fig, maps, Schedule(gamma, mu, alpha, beta), step, ssim)
+
+
+def schedule_sliders(prefix: str = "pspl") -> dict:
+    """Sliders for PSPL's gamma, mu, alpha and beta at the paper's values, each with the CSS class
+    ``<prefix>-<name>`` (stable handles for the browser test, tests/test_browser.py)."""
+    import ipywidgets as W
+
+    sliders = dict(gamma=W.FloatSlider(value=2.0, min=0.0, max=4.0, step=0.1, description="gamma"),
+                   mu=W.FloatSlider(value=-1.0, min=-1.0, max=1.0, step=0.1, description="mu"),
+                   alpha=W.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.05, description="alpha"),
+                   beta=W.FloatSlider(value=0.0, min=0.0, max=3.0, step=0.05, description="beta"))
+    for name, slider in sliders.items():
+        slider.add_class(f"{prefix}-{name}")
+    return sliders
 
 
 def explorer(sr: np.ndarray, hr: np.ndarray):
@@ -40,17 +55,13 @@ def explorer(sr: np.ndarray, hr: np.ndarray):
 
     maps = ssim_maps(sr, hr)
     controls = dict(
-        gamma=W.FloatSlider(value=2.0, min=0.0, max=4.0, step=0.1, description="gamma"),
-        mu=W.FloatSlider(value=-1.0, min=-1.0, max=1.0, step=0.1, description="mu"),
-        alpha=W.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.05, description="alpha"),
-        beta=W.FloatSlider(value=0.0, min=0.0, max=3.0, step=0.05, description="beta"),
+        **schedule_sliders(),
         step=W.FloatLogSlider(value=1.0, base=2, min=-6, max=6, step=0.25, description="step (epochs)",
                               style={"description_width": "initial"}),
         ssim=W.ToggleButtons(options=["official", "paper"], value="official", description="SSIM"),
     )
     out = W.Output()
-    # CSS classes pspl-gamma, ..., pspl-figure: stable handles for the browser test (tests/test_browser.py).
-    for name, widget in (*controls.items(), ("figure", out)):
+    for name, widget in (("step", controls["step"]), ("ssim", controls["ssim"]), ("figure", out)):
         widget.add_class(f"pspl-{name}")
     fig = plt.figure(figsize=(12, 3.4), constrained_layout=True)
     plt.close(fig)  # drawn only inside the Output widget, never as a stray inline figure

@@ -54,7 +54,7 @@ def test_profile_comments_state_where_pspls_weights_flatten():
 
     for name, iterations, share in (("cpu", 220, 0.47), ("cpu_long", 560, 0.28)):
         c = profile(name)
-        flat = nonuniform_fraction(c.epochs, c.alpha)
+        flat = nonuniform_fraction(c.epochs, c.schedule())
         assert flat["epoch_uniform"] * c.iters_per_epoch == pytest.approx(iterations, rel=0.05)
         assert flat["fraction"] == pytest.approx(share, abs=0.01)
         assert flat["epoch_uniform"] * c.iters_per_epoch < 1 / (1 - c.adam_beta2)

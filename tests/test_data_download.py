@@ -27,6 +27,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pspl_nb import places
+from pspl_nb.atomic import write_json
+from pspl_nb.config import TEST_SETS
 from pspl_nb.data import download as dl
 from pspl_nb.data import sources
 from pspl_nb.data.__main__ import main as cli_main
@@ -156,6 +159,8 @@ def server(monkeypatch):
     for key in sources.BASE_URLS:
         monkeypatch.setitem(sources.BASE_URLS, key, [srv.base])
     monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
+    # the archives served here are small stand-ins, not EDSR's benchmark.tar with its published md5
+    monkeypatch.setitem(sources.SOURCES, "benchmark_edsr", dataclasses.replace(sources.SOURCES["benchmark_edsr"], md5=None))
     yield srv
     srv.close()
 
@@ -465,10 +470,27 @@ def test_edsr_benchmark_tar_splits_into_sets(server, tmp_path):
 
 
 @pytest.mark.network
+def test_a_published_md5_is_checked_besides_the_pinned_sha256(server, tmp_path, monkeypatch):
+    server("benchmark.tar", BENCHMARK_TAR)
+
+    def publish(md5):
+        monkeypatch.setitem(sources.SOURCES, "benchmark_edsr",
+                            dataclasses.replace(sources.SOURCES["benchmark_edsr"], md5=md5))
+
+    publish(hashlib.md5(b"another benchmark.tar").hexdigest())
+    with pytest.raises(dl.DownloadError, match=r"benchmark.tar: md5 [0-9a-f]{32} differs from the published"):
+        dl.fetch("benchmarks_edsr", tmp_path)
+    assert not (tmp_path / "Set5").exists() and not dl.load_checksums(tmp_path)  # nothing installed, nothing pinned
+    publish(hashlib.md5(BENCHMARK_TAR).hexdigest())
+    dl.fetch("benchmarks_edsr", tmp_path)
+    assert (tmp_path / "Set5/HR/baby.png").exists() and "benchmark_edsr" in dl.load_checksums(tmp_path)
+
+
+@pytest.mark.network
 def test_benchmarks_fall_back_to_edsr_tar_once(server, tmp_path, capsys):
     server("benchmark.tar", BENCHMARK_TAR)  # no Hugging Face route: every tarball answers 404
     assert dl.fetch("benchmarks", tmp_path) == tmp_path
-    assert all((tmp_path / name / "HR").is_dir() for name in sources.EVAL_NAMES)
+    assert all((tmp_path / name / "HR").is_dir() for name in TEST_SETS)
     assert [h.path for h in server.hits].count("/benchmark.tar") == 1  # it installed all four sets
     assert len(server.hits) == 2  # Set5_HR's 404, then benchmark.tar; the other sets need nothing
     assert "trying EDSR's benchmark.tar instead" in capsys.readouterr().err
@@ -501,7 +523,7 @@ def test_space_needed_is_the_peak_of_archive_plus_extraction(tmp_path):
     # The HR zip in place: the peak moves to the next archive, after the 3.5 GB of HR images.
     (tmp_path / "DIV2K_train/HR").mkdir(parents=True)
     (tmp_path / "DIV2K_train/HR/0001.png").write_bytes(png())
-    dl._write_json_atomic(tmp_path / ".fetched/DIV2K_train_HR.json", {"folders": ["DIV2K_train/HR"]})
+    write_json(tmp_path / ".fetched/DIV2K_train_HR.json", {"folders": ["DIV2K_train/HR"]})
     later = max(sum(DIV2K_BYTES[1:i]) + 2 * DIV2K_BYTES[i] for i in range(1, 8))
     assert dl.space_needed(sources.GROUPS["div2k"], tmp_path) == later
     assert dl.space_needed(sources.GROUPS["div2k"], tmp_path, force=True) == 2 * DIV2K_BYTES[0] - 1000
@@ -575,11 +597,11 @@ def test_registry_keeps_the_published_facts():
     assert len(sources.GROUPS["div2k"]) == 8 and len(sources.GROUPS["benchmarks"]) == 16
 
 
-def test_default_root_follows_env(monkeypatch, tmp_path):
+def test_data_root_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("PSPL_DATA", str(tmp_path))
-    assert sources.default_root() == tmp_path
+    assert places.data_root() == tmp_path
     monkeypatch.delenv("PSPL_DATA")
-    assert sources.default_root().name == "data" and (sources.default_root().parent / "pspl_nb").is_dir()
+    assert places.data_root().name == "data" and (places.data_root().parent / "pspl_nb").is_dir()
 
 
 # A hostile network and a full disk: each is one line, and nothing verified is lost.

@@ -9,7 +9,8 @@ from PIL import Image
 
 from pspl_nb.data import build_standin, inventory, is_standin, repair_command, standin, verify
 from pspl_nb.data.__main__ import main as cli_main
-from pspl_nb.data.sources import EVAL_NAMES, STANDIN_MARKER
+from pspl_nb.config import TEST_SETS
+from pspl_nb.data.sources import STANDIN_MARKER
 from pspl_nb.resize import imresize_uint8, modcrop
 
 
@@ -27,9 +28,9 @@ def size(path):
 
 
 def test_layout_names_and_sizes(root):
-    assert sorted(p.name for p in root.iterdir()) == sorted(["DIV2K_train", "DIV2K_valid", *EVAL_NAMES])
+    assert sorted(p.name for p in root.iterdir()) == sorted(["DIV2K_train", "DIV2K_valid", *TEST_SETS])
     names = {n: sorted(p.stem for p in (root / n / "HR").glob("*.png")) for n in ["DIV2K_train", "DIV2K_valid",
-                                                                                 *EVAL_NAMES]}
+                                                                                 *TEST_SETS]}
     assert names == {"DIV2K_train": ["0001"], "DIV2K_valid": ["0801"], "Set5": ["baby", "bird", "butterfly", "head"],
                      "Set14": ["baboon", "barbara", "bridge", "coastguard"],
                      "B100": ["101085", "101087", "102061", "103070"], "Urban100": [f"img_00{i}" for i in range(1, 5)]}
@@ -44,7 +45,7 @@ def test_layout_names_and_sizes(root):
 
 
 def test_lr_is_matlab_bicubic_of_the_modcropped_hr(root):
-    for name in ["DIV2K_train", "DIV2K_valid", *EVAL_NAMES]:
+    for name in ["DIV2K_train", "DIV2K_valid", *TEST_SETS]:
         for hr_path in (root / name / "HR").glob("*.png"):
             w, h = size(hr_path)
             for s in (2, 3, 4):
@@ -61,7 +62,7 @@ def test_lr_is_matlab_bicubic_of_the_modcropped_hr(root):
 
 
 def test_every_set_is_marked_and_inventory_shows_it(root):
-    for name in ["DIV2K_train", "DIV2K_valid", *EVAL_NAMES]:
+    for name in ["DIV2K_train", "DIV2K_valid", *TEST_SETS]:
         marker = json.loads((root / name / STANDIN_MARKER).read_text())
         assert is_standin(name, root) and marker["recipe"]["set"] == name and "NOT" in marker["recipe"]["standin"]
     assert is_standin("div2k", root) and not is_standin("embedded", root)
@@ -73,23 +74,23 @@ def test_every_set_is_marked_and_inventory_shows_it(root):
 
 def test_same_arguments_same_bytes_and_first_k_do_not_depend_on_k(root, tmp_path):
     build_standin(tmp_path, train=0, valid=0, counts=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(EVAL_NAMES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(TEST_SETS)
     assert (tmp_path / "Set5/HR/baby.png").read_bytes() == (root / "Set5/HR/baby.png").read_bytes()
 
 
 def test_idempotent_and_rebuilds_only_a_stale_set(tmp_path):
     build_standin(tmp_path, train=0, valid=0, counts=1)
-    stamps = {n: (tmp_path / n / STANDIN_MARKER).stat().st_mtime_ns for n in EVAL_NAMES}
+    stamps = {n: (tmp_path / n / STANDIN_MARKER).stat().st_mtime_ns for n in TEST_SETS}
     start = time.monotonic()
     build_standin(tmp_path, train=0, valid=0, counts=1)
     assert time.monotonic() - start < 0.5
-    assert stamps == {n: (tmp_path / n / STANDIN_MARKER).stat().st_mtime_ns for n in EVAL_NAMES}
+    assert stamps == {n: (tmp_path / n / STANDIN_MARKER).stat().st_mtime_ns for n in TEST_SETS}
     marker = json.loads((tmp_path / "Set14" / STANDIN_MARKER).read_text())
     marker["recipe"]["version"] = 0  # built by an older recipe
     (tmp_path / "Set14" / STANDIN_MARKER).write_text(json.dumps(marker))
     build_standin(tmp_path, train=0, valid=0, counts=1)
-    after = {n: (tmp_path / n / STANDIN_MARKER).stat().st_mtime_ns for n in EVAL_NAMES}
-    assert [n for n in EVAL_NAMES if after[n] != stamps[n]] == ["Set14"]
+    after = {n: (tmp_path / n / STANDIN_MARKER).stat().st_mtime_ns for n in TEST_SETS}
+    assert [n for n in TEST_SETS if after[n] != stamps[n]] == ["Set14"]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 

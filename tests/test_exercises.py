@@ -9,6 +9,7 @@ import torch
 
 from pspl_nb import exercises, train
 from pspl_nb.config import profile
+from pspl_nb.pspl import Schedule
 from pspl_nb.ssim import ssim_map
 
 
@@ -52,8 +53,9 @@ def test_unwritten_raising_and_in_place_answers_are_explained():
 
 
 @pytest.mark.parametrize("age", [1.0, 1 / 12])
-def test_the_step_written_out_equals_the_trainers_step(age, data_root):
+def test_the_step_written_out_equals_the_trainers_step(age, data_root, monkeypatch):
     """Notebook 04's cell, on the smoke profile: the same start, batch and age give bit-identical parameters."""
+    monkeypatch.setenv("PSPL_DATA", str(data_root))  # first_step reads the default data root, as the notebook does
     c = profile("smoke", model="edsr_baseline", weighting="pspl", seed=1)
     start, lr_batch, hr_batch = exercises.first_step(c)
     assert lr_batch.shape == (c.batch, 3, c.patch, c.patch) and hr_batch.shape[-1] == c.patch * c.scale
@@ -81,7 +83,8 @@ def test_the_step_written_out_equals_the_trainers_step(age, data_root):
     assert not exercises.compare_parameters(mine, broken, start).equal.all()
 
 
-def test_the_first_batch_is_the_trainers_first_batch(data_root):
+def test_the_first_batch_is_the_trainers_first_batch(data_root, monkeypatch):
+    monkeypatch.setenv("PSPL_DATA", str(data_root))  # first_step reads the default data root, as the notebook does
     from pspl_nb.data import TrainPatches
     from pspl_nb.data.datasets import EpochBatches
 
@@ -116,7 +119,7 @@ def test_a_rising_scale_first_stalls_then_enlarges_adams_steps(steps):
 
 
 def test_pspl_mean_weight_rises_from_zero_to_gamma():
-    w = exercises.pspl_mean_weight(np.linspace(0, 1, 101), ages=[0.01, 1, 100], gamma=2.0)
+    w = exercises.pspl_mean_weight(np.linspace(0, 1, 101), ages=[0.01, 1, 100], schedule=Schedule(gamma=2.0))
     assert w[0] < 1e-100 and 0.1 < w[1] < 1.5 and w[2] == pytest.approx(2.0, rel=1e-3)
 
 

@@ -12,7 +12,7 @@ from pspl_nb.config import profile
 from pspl_nb.data import DamagedImageError, TrainPatches, load_eval_set
 from pspl_nb.data import fingerprint as F
 from pspl_nb.preflight import DataChangedError, run_sets
-from pspl_nb.runs import run_folder
+from pspl_nb.run_folder import run_folder
 
 
 def smoke(**kw):

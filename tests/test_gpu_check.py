@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from bench import gpu_check
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.processes
 def test_the_dry_run_runs_every_phase_and_writes_the_table(tmp_path, data_root):
     done = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--dry", "--out", str(tmp_path), "--data",
                            str(data_root)], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "CI": "1"},

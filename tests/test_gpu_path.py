@@ -22,7 +22,6 @@ import pspl_nb.train as T
 from pspl_nb.config import profile
 from pspl_nb.models import MODELS, build_model
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "1"}
 
 
 def smoke(**kw):
@@ -101,7 +100,7 @@ def test_the_inner_loop_equals_a_plain_reference_step(data_root, weighting, load
     c = smoke(seed=2, weighting=weighting, loader=loader, iters_per_epoch=6)
     out = []
     for step in (T.train_epoch, reference_epoch):
-        run = T.assemble(c, None, torch.device("cpu"), 0, 1, data_root)
+        run = T.assemble(c, None, torch.device("cpu"), data_root)
         T.wrap_model(run)
         batches = T.Batches(run, data_root)
         if step is T.train_epoch:
@@ -138,7 +137,7 @@ def test_a_checkpoint_keeps_the_cuda_generator_and_resume_reads_it_onto_the_host
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k.get("map_location")) or real_load(*a, **k))
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((state, device)))
-    run = T.assemble(c, folder, torch.device("cpu"), 0, 1, data_root)
+    run = T.assemble(c, folder, torch.device("cpu"), data_root)
     run.device = cuda  # the load path of a CUDA run; tensors stay where load_state_dict puts them
     T.resume(run)
     assert loads == ["cpu"]
@@ -155,13 +154,13 @@ def free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def two_ranks(script: str, *args, timeout: int = 300) -> list:
-    """Run ``script`` (Python source) as the two processes of a DDP group on this machine, with the variables
-    torchrun sets (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``); returns their
-    (returncode, stderr)."""
+def two_ranks(env: dict, script: str, *args, timeout: int = 300) -> list:
+    """Run ``script`` (Python source) as the two processes of a DDP group on this machine, in ``env`` with the
+    variables torchrun sets (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``); returns
+    their (returncode, stderr)."""
     port = free_port()
     procs = [subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env={**ENV, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                              text=True, env={**env, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
                                               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}) for r in (0, 1)]
     return [(p.wait(timeout), p.stderr.read()) for p in procs]
 
@@ -206,8 +205,9 @@ BIND_ORDER = textwrap.dedent("""
 """)
 
 
-def test_each_ddp_rank_binds_its_gpu_before_the_first_collective(tmp_path):
-    for code, err in two_ranks(BIND_ORDER, str(tmp_path)):
+@pytest.mark.processes
+def test_each_ddp_rank_binds_its_gpu_before_the_first_collective(tmp_path, subprocess_env):
+    for code, err in two_ranks(subprocess_env, BIND_ORDER, str(tmp_path)):
         assert code == 0, err[-3000:]
     for rank in (0, 1):
         events = json.loads((tmp_path / f"events{rank}.json").read_text())
@@ -260,7 +260,8 @@ def test_the_device_sampler_budgets_for_every_run_placed_on_the_gpu(monkeypatch)
     assert not T.device_loader_fits(1, torch.device("cpu"), runs=1)
 
 
-def test_the_probe_runs_the_trainers_steps_on_its_loader_and_leaves_no_process_behind(data_root, monkeypatch):
+def test_the_probe_runs_the_trainers_steps_on_its_loader_and_leaves_no_process_behind(data_root, monkeypatch,
+                                                                                       instant_pool):
     import multiprocessing
     import threading
 
@@ -282,20 +283,8 @@ def test_the_probe_runs_the_trainers_steps_on_its_loader_and_leaves_no_process_b
     assert seconds > 0 and kinds == [("device", "4")]
     assert steps == [(torch.uint8, (4, 3, 16, 16))] * 4  # warm-up and timed steps, real uint8 batches
 
-    class Pool:  # the probe's own processes, answered at once: what remains is its barrier's manager
-        def __init__(self, n, **kw):
-            self.n = n
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-        def map(self, f, args):
-            return [1.0] * self.n
-
-    monkeypatch.setattr(E, "ProcessPoolExecutor", Pool)
+    # the probe's own processes, answered at once: what remains is its barrier's manager
+    monkeypatch.setattr(E, "ProcessPoolExecutor", instant_pool(lambda n: [1.0] * n))
     E.probe_concurrency(smoke(), candidates=(1, 2), steps=5)
     assert multiprocessing.active_children() == []
 
@@ -370,8 +359,9 @@ SHARDED_LOSS = textwrap.dedent("""
 """)
 
 
-def test_the_controls_normalise_by_the_global_batch_across_gloo_processes(tmp_path):
-    for code, err in two_ranks(SHARDED_LOSS, str(tmp_path)):
+@pytest.mark.processes
+def test_the_controls_normalise_by_the_global_batch_across_gloo_processes(tmp_path, subprocess_env):
+    for code, err in two_ranks(subprocess_env, SHARDED_LOSS, str(tmp_path)):
         assert code == 0, err[-3000:]
     for rank in (0, 1):
         for key, (whole, sharded, grad_diff, grad_max) in torch.load(tmp_path / f"rank{rank}.pt").items():

@@ -31,7 +31,7 @@ esac
 
 def fake_python(folder: Path, name: str, version: str) -> Path:
     path = folder / name
-    old = int(tuple(map(int, version.split(".")[:2])) < (3, 10))
+    old = int(tuple(map(int, version.split(".")[:2])) < (3, 11))
     path.write_text(FAKE_PYTHON.format(name=name, version=version, old=old))
     path.chmod(0o755)
     return path
@@ -48,6 +48,7 @@ def repo(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake_python(bin_dir, "python3.9", "3.9.18")
+    fake_python(bin_dir, "python3.10", "3.10.14")
     fake_python(bin_dir, "python3.12", "3.12.4")
     return top
 
@@ -67,10 +68,11 @@ def calls(repo: Path) -> str:
     return log.read_text() if log.exists() else ""
 
 
-def test_an_old_python_is_named_before_pip_runs(repo):
-    done = make(repo, "env", "PYTHON=python3.9")
+@pytest.mark.parametrize("python, version", [("python3.9", "3.9.18"), ("python3.10", "3.10.14")])
+def test_an_old_python_is_named_before_pip_runs(repo, python, version):
+    done = make(repo, "env", f"PYTHON={python}")
     assert done.returncode != 0
-    assert "Python too old: python3.9 is Python 3.9.18, the kit needs Python 3.10 or newer" in done.stderr
+    assert f"Python too old: {python} is Python {version}, the kit needs Python 3.11 or newer" in done.stderr
     assert "ResolutionImpossible" not in done.stderr + done.stdout
     assert " -m " not in calls(repo)  # neither venv nor pip ran
     assert not (repo / ".venv").exists()
@@ -83,7 +85,7 @@ def test_a_broken_venv_is_rebuilt_not_reused(repo):
     (repo / ".venv" / "left-over").write_text("from the old venv")
     done = make(repo, "env", "PYTHON=python3.12")
     assert done.returncode == 0, done.stderr
-    assert ".venv does not run Python 3.10+ (broken or made by an older Python): rebuilding it" in done.stderr
+    assert ".venv does not run Python 3.11+ (broken or made by an older Python): rebuilding it" in done.stderr
     assert not (repo / ".venv" / "left-over").exists() and (repo / ".venv" / ".installed").exists()
     assert "python3.12 -m venv .venv" in calls(repo) and "python3.12 -m pip install" in calls(repo)
     before = calls(repo)

@@ -171,6 +171,10 @@ def test_notebook_executes_in_the_smoke_profile(path, results, data_root, monkey
     monkeypatch.setenv("PSPL_RESULTS", str(results))
     monkeypatch.setenv("PSPL_DATA", str(data_root))
     monkeypatch.setenv("CI", "1")
+    # One torch thread in the kernel, as in every other process of the suite (conftest.py): the suite runs two
+    # xdist workers on two cores, and a kernel's two intra-op threads, competing with them for tiny smoke-sized
+    # tensors, spend more time waiting for each other than computing (notebook 04's race took 10-15x longer).
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = execute(path, "smoke", results / "smoke" / "notebooks", timeout=300)
     executed = json.loads(out.read_text())
     errors = [o for o in outputs(executed) if o.get("output_type") == "error"]

@@ -69,6 +69,7 @@ def stop_all(tag: str) -> None:
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads processes from /proc")
 
 
+@pytest.mark.processes
 @pytest.mark.xdist_group("kernels")
 def test_make_reproduce_stopped_mid_grid_leaves_no_process(tmp_path, data_root):
     """`make reproduce ONLY=03` runs notebook 03 alone, in one kernel. A time limit (``timeout`` sends
@@ -92,6 +93,7 @@ def test_make_reproduce_stopped_mid_grid_leaves_no_process(tmp_path, data_root):
         make.kill()
 
 
+@pytest.mark.processes
 def test_grid_workers_exit_when_the_grid_process_is_killed(tmp_path, data_root):
     """SIGKILL (the out-of-memory killer, kill -9) gives the grid's process no chance to stop its workers:
     they notice their parent is gone and exit."""

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pspl_nb.metrics import psnr, ssim
-from pspl_nb.pspl import BASES, PSPLLoss, attention
+from pspl_nb.pspl import BASES, PSPLLoss, Schedule
 from pspl_nb.resize import imresize
 from pspl_nb.ssim import ssim_map
 
@@ -52,7 +52,7 @@ steps = st.floats(0.0, 100.0)
 @given(ssims, steps, gammas, mus, alphas, betas)
 def test_attention_lies_on_zero_gamma(ms, step, gamma, mu, alpha, beta):
     assume(alpha > 0 or beta > 0)
-    a = attention(torch.from_numpy(ms), step, gamma, mu, alpha, beta)
+    a = Schedule(gamma, mu, alpha, beta).weights(torch.from_numpy(ms), step)
     assert a.shape == ms.shape and a.dtype == torch.from_numpy(ms).dtype
     top = torch.tensor(gamma, dtype=a.dtype)  # gamma as the output's dtype can hold it: float32 rounds it
     assert bool(((a >= 0) & (a <= top)).all()), (a, gamma)
@@ -64,7 +64,7 @@ def test_attention_with_mu_minus_one_never_rises_with_ssim(ms, step, gamma, alph
     """Hard pixels first: a better-reconstructed pixel never weighs more than a worse one."""
     assume(alpha > 0 or beta > 0)
     ms = np.sort(ms)
-    a = attention(torch.from_numpy(ms), step, gamma, -1.0, alpha, beta).numpy()
+    a = Schedule(gamma, -1.0, alpha, beta).weights(torch.from_numpy(ms), step).numpy()
     assert (np.diff(a) <= 0).all(), (ms, a)
 
 
@@ -75,8 +75,8 @@ def test_attention_never_falls_as_training_ages(ms, s1, s2, gamma, mu, alpha, be
     assume(alpha > 0 or beta > 0)
     early, late = sorted((s1, s2))
     ms = torch.from_numpy(ms)
-    a_early = attention(ms, early, gamma, mu, alpha, beta)
-    a_late = attention(ms, late, gamma, mu, alpha, beta)
+    a_early = Schedule(gamma, mu, alpha, beta).weights(ms, early)
+    a_late = Schedule(gamma, mu, alpha, beta).weights(ms, late)
     assert bool((a_late >= a_early).all()), (early, late, a_early, a_late)
 
 
@@ -85,7 +85,7 @@ def test_attention_never_falls_as_training_ages(ms, s1, s2, gamma, mu, alpha, be
 def test_attention_tends_to_gamma_for_large_steps(ms, step, gamma, mu, alpha, beta):
     """The limit, with its rate: 1 - exp(-u) <= u gives gamma - Ma <= gamma * ((ms - mu) / delta)^2 <= 4 gamma / delta^2."""
     delta = alpha * step + beta
-    a = attention(torch.from_numpy(ms), step, gamma, mu, alpha, beta).double().numpy()
+    a = Schedule(gamma, mu, alpha, beta).weights(torch.from_numpy(ms), step).double().numpy()
     top = float(np.array(gamma, dtype=ms.dtype))  # gamma as the output's dtype holds it (float32 rounds it)
     bound = top * 4 / delta**2 + 4 * np.finfo(ms.dtype).eps * top  # plus rounding of exp and the product
     assert (np.abs(top - a) <= bound).all(), (top - a, bound)
@@ -162,7 +162,7 @@ def loss_cases(draw, same=False):
     assume(alpha > 0 or beta > 0)
     padding = draw(st.sampled_from(["zeros", "reflect"]))
     L = draw(RANGES)
-    loss = PSPLLoss(base=draw(st.sampled_from(BASES)), gamma=draw(gammas), mu=draw(mus), alpha=alpha, beta=beta,
+    loss = PSPLLoss(Schedule(draw(gammas), draw(mus), alpha, beta), base=draw(st.sampled_from(BASES)),
                     ssim=draw(st.sampled_from(["paper", "official"])), padding=padding, data_range=L,
                     weights=draw(st.sampled_from(["pixel", "mean", "contrast"])))
     lo = MIN_SIDE[padding]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pspl_nb.pspl import PSPLLoss, attention, contrast, pixel_loss
+from pspl_nb.pspl import PSPLLoss, Schedule, attention, contrast, pixel_loss
 from pspl_nb.ssim import ssim_map, ssim_map_dense
 
 
@@ -14,7 +14,7 @@ def test_attention_closed_form():
     for step, gamma, mu, alpha, beta in [(1, 2, -1, 1, 0), (0.37, 1.5, -1, 0.3, 0.2), (4, 2, 1, 1, 0)]:
         delta = alpha * step + beta
         expected = [gamma * math.exp(-((m - mu) ** 2) / delta**2) for m in ms.tolist()]
-        np.testing.assert_allclose(attention(ms, step, gamma, mu, alpha, beta).numpy(), expected, rtol=1e-14)
+        np.testing.assert_allclose(Schedule(gamma, mu, alpha, beta).weights(ms, step).numpy(), expected, rtol=1e-14)
 
 
 @pytest.mark.parametrize("epoch, ratio", [(1, 20), (2, 2.1), (5, 1.13), (10, 1.03)])
@@ -94,7 +94,7 @@ def test_official_constants_make_flat_regions_hard():
 
 def test_last_attention_shape_and_range():
     sr, hr = pair(n=3, c=1)
-    loss_fn = PSPLLoss(gamma=1.5)
+    loss_fn = PSPLLoss(Schedule(gamma=1.5))
     loss_fn(sr, hr, 2.0)
     a = loss_fn.last_attention
     assert a.shape == sr.shape and not a.requires_grad and a.min() >= 0 and a.max() <= 1.5
@@ -107,8 +107,9 @@ def test_last_attention_shape_and_range():
     (dict(moments="float16"), "moments='float16'"),
 ])
 def test_bad_hyperparameters_name_the_value(kwargs, match):
+    schedule = {k: kwargs.pop(k) for k in ("gamma", "alpha", "beta") if k in kwargs}
     with pytest.raises(ValueError, match=match):
-        PSPLLoss(**kwargs)
+        PSPLLoss(Schedule(**schedule), **kwargs)
 
 
 def test_bad_calls_name_the_problem():
@@ -122,7 +123,7 @@ def test_bad_calls_name_the_problem():
     with pytest.raises(ValueError, match="non-finite values in sr"):
         PSPLLoss()(bad, hr, 1.0)
     with pytest.raises(ValueError, match="step=inf"):
-        attention(torch.zeros(3), float("inf"))
+        Schedule().weights(torch.zeros(3), float("inf"))
 
 
 def test_uniform_control_is_l1_times_the_mean_attention():
@@ -155,7 +156,7 @@ def test_contrast_matches_a_log_domain_softmax_when_every_weight_underflows():
     np.testing.assert_allclose(contrast(ms, 0.01).numpy(), expected, rtol=1e-12)
     assert contrast(ms, 0.01).mean().item() == pytest.approx(1.0)
     # delta = 0: the limit puts equal weight on the elements closest to mu
-    np.testing.assert_array_equal(contrast(ms, 0.0, alpha=1.0).numpy(), [[4.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(contrast(ms, 0.0).numpy(), [[4.0, 0.0], [0.0, 0.0]])
 
 
 def test_float32_moments_change_the_loss_only_slightly():

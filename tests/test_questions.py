@@ -135,12 +135,19 @@ def test_generated_sentences_carry_the_numbers_they_state(grid):
     assert f"{final_l1 - 29.0:+.2f} dB above bicubic (29.00 dB)" in regime and "(l1_lrx2)" in regime
 
 
-def test_verdict_summary_puts_each_arm_against_l1_with_its_speed_range(grid):
+def design_verdicts(grid):
+    """The design arms (l1, pspl, uniform) of the scoring seeds, their speed question with the threshold set on
+    the held-out l1 runs, and ``verdict_summary`` of them indexed by arm: (design, held-out runs, q, verdicts)."""
     table, _ = grid
     scoring, held = questions.split_seeds(table)
     design = scoring[scoring.arm.isin(["l1", "pspl", "uniform"])]
     q = questions.speed_question(design, questions.reference_config(table), held[held.arm == "l1"])
     v = questions.verdict_summary(design, q, levels_from=held[held.arm == "l1"]).set_index("arm")
+    return design, held, q, v
+
+
+def test_verdict_summary_puts_each_arm_against_l1_with_its_speed_range(grid):
+    design, held, q, v = design_verdicts(grid)
     level = 30 + 4 * (1 - math.exp(-(125 / 300 * 200) / TAU))  # held-out l1 at x1: shift 0
     assert q.threshold == pytest.approx(level, abs=1e-3)
     expected = math.exp(np.mean([math.log(crossing("pspl", s, level) / crossing("l1", s, level)) for s in SCORING]))
@@ -152,15 +159,179 @@ def test_verdict_summary_puts_each_arm_against_l1_with_its_speed_range(grid):
                                  "uniform").count("thresholds") >= 1
 
 
-def _commit(folder, table, images):
-    """Write the synthetic grid as a committed grid folder (the files ``committed.load`` reads)."""
-    import json
+def test_without_held_out_seeds_the_threshold_is_the_scored_runs_own_l1(grid):
+    table, _ = grid
+    scoring, _ = questions.split_seeds(table)
+    q = questions.speed_question(scoring, questions.reference_config(table))
+    # every scoring l1 run has the same curve (no shift, speed 1): its value at epoch 125/300 * 200, interpolated
+    assert q.threshold == pytest.approx(np.interp(125 / 300 * 200, EPOCHS, curve("l1", 0)), rel=1e-12)
+    assert q.column == "psnr_embedded_valid" and q.marks == {}
 
-    folder.mkdir(parents=True)
-    table.to_csv(folder / "reference_histories.csv", index=False)
-    tune = images.assign(set="embedded_tune", psnr=images.psnr + 1.0)  # as the histories' tune column
-    pd.concat([images, tune]).to_csv(folder / "reference_images.csv.gz", index=False)
-    (folder / "provenance.json").write_text(json.dumps({"grids": {"reference": table.attrs["provenance"]}}))
+
+@pytest.mark.parametrize("last_epoch, marks", [(150, 2), (300, 4)])
+def test_on_div2k_the_threshold_and_marks_are_the_papers_fig4(last_epoch, marks):
+    tidy = pd.DataFrame(dict(arm="l1", seed=0, epoch=np.arange(1, last_epoch + 1), edsr_psnr_DIV2K_valid=34.0))
+    q = questions.speed_question(tidy, profile("paper"))
+    assert (q.column, q.threshold) == ("edsr_psnr_DIV2K_valid", 34.4)
+    assert q.marks["paper PSPL, 34.4 dB at ~67"] == (67, 34.4) and q.marks["paper L1, 34.4 dB at ~128"] == (128, 34.4)
+    assert len(q.marks) == marks  # the paper's final values only when the runs reach epoch 300
+    if marks == 4:
+        assert q.marks["paper PSPL final"] == (300, 34.60) and q.marks["paper L1 final"] == (300, 34.55)
+
+
+def t95(values) -> tuple[float, float]:
+    """The 95% Student-t interval of the mean, from scipy (not the kit's stats)."""
+    ci = scipy.stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    return ci.low, ci.high
+
+
+def test_verdict_summary_intervals_equal_a_hand_computation(grid):
+    design, held, q, v = design_verdicts(grid)
+    level = q.threshold
+    logs = [math.log(crossing("pspl", s, level) / crossing("l1", s, level)) for s in SCORING]
+    assert (v.loc["pspl", "ratio_lo"], v.loc["pspl", "ratio_hi"]) == pytest.approx(np.exp(t95(logs)), abs=2e-3)
+    assert v.loc["pspl", "speed"] == "faster, interval excludes 1" and v.loc["pspl", "seeds"] == 8
+    gaps = [np.mean(curve("pspl", s) - curve("l1", s)) for s in SCORING]  # mean dB over all 200 epochs
+    assert v.loc["pspl", "gap_diff"] == pytest.approx(np.mean(gaps), abs=1e-9)
+    assert (v.loc["pspl", "gap_lo"], v.loc["pspl", "gap_hi"]) == pytest.approx(t95(gaps), abs=1e-9)
+    finals = [curve("uniform", s)[-1] - curve("l1", s)[-1] for s in SCORING]
+    assert (v.loc["uniform", "final_lo"], v.loc["uniform", "final_hi"]) == pytest.approx(t95(finals), abs=1e-9)
+    assert v.loc["uniform", "best_diff"] == pytest.approx(v.loc["uniform", "final_diff"])  # the curves only rise
+    assert v.loc["uniform", "final_verdict"] == "better, interval excludes 0"
+
+
+def sign_flip_by_hand(d) -> float:
+    """Share of the 2^n sign patterns of d whose |mean| reaches the observed one."""
+    import itertools
+
+    observed = abs(np.mean(d))
+    means = [abs(np.mean(np.multiply(signs, d))) for signs in itertools.product((1, -1), repeat=len(d))]
+    return float(np.mean([m >= observed - 1e-12 for m in means]))
+
+
+def test_table1_gains_equal_a_hand_computation():
+    base = {"Set5": [30.0, 30.2, 30.1], "Set14": [27.0, 27.1, 27.2]}
+    gain = {"Set5": [0.3, 0.0, 0.3], "Set14": [0.5, 0.6, 0.7]}
+    rows = []
+    for name in base:
+        for seed, (b, g) in enumerate(zip(base[name], gain[name])):
+            rows += [dict(model="vdsr", arm="base", seed=seed, set=name, psnr=b, ssim=0.80),
+                     dict(model="vdsr", arm="pspl", seed=seed, set=name, psnr=b + g, ssim=0.80 + g / 100)]
+    rows.append(dict(model="vdsr", arm="pspl", seed=3, set="Set5", psnr=99.0, ssim=0.99))  # no baseline: not paired
+    out = questions.gains(pd.DataFrame(rows)).set_index("set")
+    for name, d in gain.items():
+        r = out.loc[name]
+        assert r.seeds == 3 and r.gain_psnr == pytest.approx(np.mean(d), abs=1e-12)
+        assert (r.lo, r.hi) == pytest.approx(t95(d), abs=1e-9)
+        assert r.p_signflip == pytest.approx(sign_flip_by_hand(d)) and r.gain_ssim == pytest.approx(np.mean(d) / 100)
+    assert (out.loc["Set5", "p_signflip"], out.loc["Set14", "p_signflip"]) == (0.5, 0.25)  # 4 of 8, 2 of 8 patterns
+    assert out.loc["Set5", "verdict"] == "no detectable difference"
+    assert out.loc["Set14", "verdict"] == "better, interval excludes 0"
+
+
+def test_final_scores_read_each_runs_last_row_test_sets_included():
+    tidy = pd.DataFrame(dict(run_id=["a", "a", "b", "b"], model="vdsr", weighting=["none", "none", "pspl", "pspl"],
+                             seed=[0, 0, 0, 0], epoch=[1, 2, 1, 2], psnr_embedded_valid=[30.0, 31.0, 30.5, 31.5],
+                             ssim_embedded_valid=[0.8, 0.81, 0.82, 0.83], psnr_Set5=[np.nan, 32.0, np.nan, 32.5],
+                             ssim_Set5=[np.nan, 0.9, np.nan, 0.91]))
+    out = questions.final_scores(tidy).set_index(["arm", "set"])
+    assert out.loc[("base", "embedded_valid"), "psnr"] == 31.0 and out.loc[("pspl", "Set5"), "psnr"] == 32.5
+    assert out.loc[("pspl", "Set5"), "ssim"] == 0.91 and len(out) == 4
+    assert questions.final_scores(tidy, sets=("Set5",)).psnr.tolist() == [32.0, 32.5]
+
+
+# ---- the generated pages, from a committed folder --------------------------------------------------------
+
+def record_reference(folder, table, images, profiles=("cpu", "cpu_long")):
+    """``table`` and ``images`` written under ``folder`` as the committed reference grid of each of ``profiles``
+    (by default the ``cpu`` grid and its ``cpu_long`` replication): histories, per-image PSNR of both image sets
+    (the tune set 1 dB above, as the histories' tune column), provenance."""
+    from pspl_nb import committed
+
+    both = pd.concat([images, images.assign(set="embedded_tune", psnr=images.psnr + 1.0)], ignore_index=True)
+    for name in profiles:
+        committed.record(folder / name, "reference", table, "smoke", "hand-made", images=both, code_version="abc",
+                         bicubic={"embedded_valid": 29.0, "embedded_tune": 30.0})
+
+
+N_BOOT = 200  # resamples of the summary's image bootstraps in these tests
+
+
+@pytest.fixture
+def committed_folder(grid, tmp_path, monkeypatch):
+    """The synthetic grid committed as the ``cpu`` grid and its ``cpu_long`` replication, with PSPL_REFERENCE
+    pointing at it for this test; the summary's image bootstraps draw 200 resamples instead of 2,000 (the
+    point estimates and t-intervals these tests check do not depend on them)."""
+    record_reference(tmp_path, *grid)
+    monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path))
+    monkeypatch.setattr(summary, "primary_claims", functools.partial(questions.primary_claims, n_boot=N_BOOT))
+    return tmp_path
+
+
+def test_markdown_summary_states_hand_computed_numbers(committed_folder):
+    text = summary.markdown_summary("cpu")
+    lines = text.splitlines()
+    at = 125 / 300 * 200
+    level = np.interp(at, EPOCHS, curve("l1_lrx2", 8))  # held-out l1 at its chosen x2: shift 0.2 on every seed
+    assert lines[0].endswith(f"On the cpu grid: {level:.2f} dB.")
+    final = {a: np.array([curve(a, s)[-1] for s in SCORING]) for a in ("l1", "l1_lrx2", "pspl", "pspl_lrx2",
+                                                                       "uniform")}
+    regime = f"plain L1 ends {final['l1'].mean() - 29:+.2f} dB above bicubic (29.00 dB)"
+    assert f"\n- cpu: {regime} on embedded_valid" in text and f"\n- cpu_long: {regime} on embedded_valid" in text
+    assert f"{final['l1_lrx2'].mean() - 29:+.2f} dB at its chosen lr (l1_lrx2)" in text
+    claims = [line for line in lines if line.startswith("- PSPL vs L1, final PSNR")]
+    # the primary claim, its replication on embedded_tune (+1 dB: the same difference) and on cpu_long (the same grid)
+    assert len(claims) == 3
+    assert all(f": {np.mean(final['pspl'] - final['l1_lrx2']):+.3f} dB [95% " in line for line in claims)
+    assert "### Replication on the cpu_long regime (3 epochs x 12 it x batch 4, LR patch 16)" in lines
+    d = final["l1_lrx2"] - final["l1"]  # 0.02 on every scoring seed: the interval has no width
+    assert (f"| l1_lrx2 | x2 | {final['l1_lrx2'].mean():.3f} | {d.mean():+.3f} [{d.mean():+.3f}, {d.mean():+.3f}] "
+            "| 8 | 0 |") in lines
+    d = final["pspl_lrx2"] - final["pspl"]
+    lo, hi = t95(d)
+    assert f"| pspl_lrx2 | x2 | {final['pspl_lrx2'].mean():.3f} | {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] | 8 | 0 |" \
+        in lines
+    # held-out seeds prefer l1 at x2 and pspl at x1, the two ends of a sweep of x1 and x2
+    assert ("Chosen on held-out seeds [8, 9, 10, 11] (best mean final PSNR): l1 l1_lrx2 (at the edge of the swept "
+            "range), pspl pspl (at the edge of the swept range).") in lines
+    d = final["uniform"] - final["l1"]
+    lo, hi = t95(d)
+    assert (f"- uniform - l1 (PSPL's rising scale alone, under Adam): {d.mean():+.3f} dB [{lo:+.3f}, {hi:+.3f}], "
+            "better, interval excludes 0") in lines
+    plain = np.interp(at, EPOCHS, curve("l1", 8))
+    assert f"### Exploratory: every arm against L1 at lr x1 (threshold {plain:.2f} dB: " in text
+    row = next(line for line in lines if line.startswith("| uniform | 8 | "))
+    assert row.endswith(f"| {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] |")  # final dB, the last column
+    assert text.count("2x2, final PSNR: ") == 1 and text.count("2x2, mean PSNR: ") == 1
+
+
+def test_headline_is_the_primary_claims_in_words(committed_folder):
+    from pspl_nb import committed
+
+    lines = summary.headline("cpu")
+    assert len(lines) == 5 and all(line.endswith(".") for line in lines)
+    final = np.mean([curve("pspl", s)[-1] - curve("l1_lrx2", s)[-1] for s in SCORING])
+    assert lines[0].startswith("**PSPL vs L1, final PSNR (pspl vs l1_lrx2, lrs chosen on held-out seeds)**: "
+                               f"{final:+.3f} dB [")
+    assert ": faster;" in lines[1] and ": better;" in lines[2]
+    claims = questions.primary_claims(committed.load("cpu", "reference_histories"),
+                                      committed.load("cpu", "reference_images"), n_boot=N_BOOT)
+    assert lines[:4] == [summary.claim_line(r) for r in claims.itertuples()]
+    assert lines[4].startswith("**Replications** of the four verdicts: on the second image set 4 of 4; on the "
+                               "cpu_long regime 4 of 4. A weak regime: plain L1 ends ")
+
+
+def test_the_summary_reads_the_reference_folder_it_is_pointed_at(committed_folder, grid, tmp_path, monkeypatch):
+    """Grids are loaded once per process, but per folder: pointed at another folder, the summary states its numbers."""
+    table, images = grid
+    final = np.mean([curve("pspl", s)[-1] - curve("l1_lrx2", s)[-1] for s in SCORING])
+    assert f"{final:+.3f} dB [" in summary.headline("cpu")[0]
+    pspl = table.arm.eq("pspl")
+    better = table.assign(psnr_embedded_valid=table.psnr_embedded_valid + 0.5 * pspl)
+    better.attrs = table.attrs
+    record_reference(tmp_path / "other", better, images.assign(psnr=images.psnr + 0.5 * images.arm.eq("pspl")))
+    monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path / "other"))
+    assert f"{final + 0.5:+.3f} dB [" in summary.headline("cpu")[0]
 
 
 def test_a_replication_grid_that_is_not_committed_is_named_not_invented(grid, tmp_path, monkeypatch):
@@ -168,9 +339,8 @@ def test_a_replication_grid_that_is_not_committed_is_named_not_invented(grid, tm
 
     table, images = grid
     monkeypatch.setenv("PSPL_REFERENCE", str(tmp_path))
-    monkeypatch.setattr(summary, "primary_claims", functools.partial(questions.primary_claims, n_boot=200))
-    summary._grid.cache_clear(), summary.claims.cache_clear()
-    _commit(tmp_path / "cpu", table, images)
+    monkeypatch.setattr(summary, "primary_claims", functools.partial(questions.primary_claims, n_boot=N_BOOT))
+    record_reference(tmp_path, table, images, profiles=("cpu",))
     assert committed.is_committed("cpu") and not committed.is_committed("cpu_long")
     missing, strength = summary.replication_lines("cpu", "cpu_long")
     runs = len(committed.first_stage("cpu_long"))
@@ -178,9 +348,8 @@ def test_a_replication_grid_that_is_not_committed_is_named_not_invented(grid, tm
     assert strength == f"cpu: {summary.regime_sentence(table)}."
     assert "cpu_long regime's grid" in summary.headline("cpu", "cpu_long")[-1]
 
-    _commit(tmp_path / "cpu_long", table, images)  # the same grid as its own replication repeats every verdict
-    summary._grid.cache_clear(), summary.claims.cache_clear()
+    # the same grid as its own replication repeats every verdict
+    record_reference(tmp_path, table, images, profiles=("cpu_long",))
     lines = summary.replication_lines("cpu", "cpu_long")
     assert len(lines) == len(questions.PRIMARY) + 2 and lines[-1].startswith("cpu_long: plain L1 ends")
     assert "on the cpu_long regime 4 of 4" in summary.headline("cpu", "cpu_long")[-1]
-    summary._grid.cache_clear(), summary.claims.cache_clear()

@@ -5,12 +5,13 @@ import threading
 import numpy as np
 import pytest
 
+from pspl_nb.pspl import Schedule
 from pspl_nb.race import (Race, describe_schedule, draw_race, draw_seed_band, noise_table, race_configs, race_widget,
                           run_race, run_races, schedule, swing)
 
 
 def test_race_trains_both_arms_in_turn_and_reports_every_epoch(tmp_path, data_root):
-    configs = race_configs("smoke", alpha=0.5)
+    configs = race_configs("smoke", Schedule(alpha=0.5))
     assert configs[0].weighting == "none" and configs[1].alpha == 0.5 and configs[0].seed == configs[1].seed
     seen = []
     state = run_race(configs, on_update=lambda s: seen.append({k: len(v) for k, v in s.curves.items()}),
@@ -65,8 +66,8 @@ def test_the_schedule_is_stated_and_the_ramp_placed():
     assert plan["ramp_epoch"] == pytest.approx(np.sqrt(3 / np.log(1.1)), rel=1e-9)
     assert plan["ramp_iteration"] == pytest.approx(plan["ramp_epoch"] * pspl.iters_per_epoch)
     assert f"iteration {plan['ramp_iteration']:.0f}" in describe_schedule(pspl)
-    assert "never" in describe_schedule(race_configs("cpu", alpha=0.0, beta=3.0)[1])
-    assert schedule(race_configs("cpu", alpha=0.3)[1])["ramp_epoch"] == pytest.approx(plan["ramp_epoch"] / 0.3)
+    assert "never" in describe_schedule(race_configs("cpu", Schedule(alpha=0.0, beta=3.0))[1])
+    assert schedule(race_configs("cpu", Schedule(alpha=0.3))[1])["ramp_epoch"] == pytest.approx(plan["ramp_epoch"] / 0.3)
 
 
 def test_several_seeds_give_a_band_a_noise_table_and_an_early_map(tmp_path, data_root):

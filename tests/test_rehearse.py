@@ -1,4 +1,5 @@
 """The rehearsal's plan and projection (the rehearsal itself runs as `make rehearse` in CI)."""
+import collections
 import math
 
 import pandas as pd
@@ -18,6 +19,15 @@ def test_the_plan_is_every_run_the_notebooks_train_once():
     t1 = [c for c in plan if c.scale == 4]
     assert all(c.test_sets == ("Set5", "Set14", "B100", "Urban100") for c in t1)  # all four, every image
     assert all(c.numerics() in ("cpu-cl", "cuda-bf16-cl") for c in plan)
+    # counted by hand: notebook 03's l1 and pspl on 3 seeds are among notebook 07's 4 arms x 3 seeds (12 runs),
+    # notebook 05 trains 5 models x {plain, PSPL} on one seed (10): 22 runs, each arm on its own seeds
+    assert len(plan) == 22
+    counts = collections.Counter((c.model, c.scale, c.arm) for c in plan)
+    assert {k: v for k, v in counts.items() if k[1] == 2} == {("edsr_baseline", 2, a): 3
+                                                            for a in ("l1", "pspl", "uniform", "contrast")}
+    assert sorted(c.seed for c in plan if c.scale == 2 and c.arm == "uniform") == [0, 1, 2]
+    assert all(v == 1 for k, v in counts.items() if k[1] == 4) and len([k for k in counts if k[1] == 4]) == 10
+    assert {c.base for c in t1 if c.model in ("srcnn", "lapsrn")} == {"l2"}  # their official MSE loss
 
 
 def test_projection_multiplies_iterations_by_the_measured_pace_of_the_same_shape():

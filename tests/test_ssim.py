@@ -1,4 +1,4 @@
-"""ssim_map (the fast path) against its readable reference form, scikit-image, scipy filtering and the official
+"""ssim_map (the fast path) against its readable form, scikit-image, scipy filtering and the official
 dense-window formula."""
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from scipy import ndimage
 from skimage import data
 from skimage.metrics import structural_similarity
 
-from pspl_nb.ssim import PADDINGS, gaussian_window, ssim_map, ssim_map_dense, ssim_map_reference
+from pspl_nb.ssim import PADDINGS, gaussian_window, ssim_map, ssim_map_dense, ssim_map_readable
 
 
 @pytest.fixture(scope="module")
@@ -40,25 +40,25 @@ def photo_crops(shape, seed=0):
 
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("shape", [(2, 3, 13, 17), (1, 2, 11, 11), (2, 1, 67, 45), (1, 3, 97, 29), (1, 1, 11, 131)])
-def test_fast_path_equals_reference_form(shape, padding):
+def test_fast_path_equals_readable_form(shape, padding):
     """Banded products, chunks (sides >= 64) and buffers change nothing: the map is the equation's, in float64.
 
-    The bound covers the reference's own rounding: one ulp of its raw moment E[x^2] (~1e-16 on [0, 1] data)
+    The bound covers the readable form's own rounding: one ulp of its raw moment E[x^2] (~1e-16 on [0, 1] data)
     is ~2e-13 of SSIM over C2 = (0.03 L)^2, and a few of them add up on flat regions (up to ~2e-12 here)."""
     sr, hr = photo_crops(shape)
     for L in (1.0, 255.0):
-        fast, ref = ssim_map(sr * L, hr * L, L, padding), ssim_map_reference(sr * L, hr * L, L, padding)
+        fast, ref = ssim_map(sr * L, hr * L, L, padding), ssim_map_readable(sr * L, hr * L, L, padding)
         assert fast.shape == ref.shape and fast.dtype == ref.dtype == torch.float64
         np.testing.assert_allclose(fast.numpy(), ref.numpy(), atol=5e-12, rtol=0)
 
 
-def test_fast_path_equals_reference_form_with_official_constants():
-    """C2 = 9e-4 on [0, 255] data is ~65,000x smaller than the range-matched one, and the reference's rounding
+def test_fast_path_equals_readable_form_with_official_constants():
+    """C2 = 9e-4 on [0, 255] data is ~65,000x smaller than the range-matched one, and the readable form's rounding
     grows with it; the fast path still agrees far below any effect on PSPL's weights."""
     sr, hr = (t * 255 for t in photo_crops((2, 3, 40, 70)))
     for padding in PADDINGS:
         fast = ssim_map(sr, hr, 255.0, padding, c1=1e-4, c2=9e-4)
-        ref = ssim_map_reference(sr, hr, 255.0, padding, c1=1e-4, c2=9e-4)
+        ref = ssim_map_readable(sr, hr, 255.0, padding, c1=1e-4, c2=9e-4)
         np.testing.assert_allclose(fast.numpy(), ref.numpy(), atol=1e-9, rtol=0)
 
 
@@ -151,6 +151,6 @@ def test_constant_images_are_finite():
 def test_bad_inputs_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ssim_map(**kwargs)
-    if "moments" not in kwargs:  # the reference form checks its arguments the same way
+    if "moments" not in kwargs:  # the readable form checks its arguments the same way
         with pytest.raises(ValueError, match=match):
-            ssim_map_reference(**kwargs)
+            ssim_map_readable(**kwargs)

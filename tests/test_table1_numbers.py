@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pspl_nb.published import _T1, PUBLISHED, SETS
+from pspl_nb.config import TEST_SETS as SETS
+from pspl_nb.published import _T1, PUBLISHED
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAMES = {"SRCNN": "srcnn", "VDSR": "vdsr", "DRRN": "drrn", "LapSRN": "lapsrn", "EDSR": "edsr",

@@ -15,9 +15,6 @@ import torch
 import pspl_nb.train as T
 from pspl_nb.config import profile
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "1"}
-
-
 def smoke(**kw):
     return profile("smoke", **kw)
 
@@ -34,6 +31,20 @@ def test_a_run_writes_its_folder_and_loads_instead_of_retraining(tmp_path, data_
     assert json.loads((run / "meta.json").read_text())["state"] == "finished"
     snap = dict(torch.load(run / "best.pt", weights_only=False))
     assert snap["epoch"] == h.psnr_embedded_valid.idxmax() + 1
+    # each column is what it says: iterations and ages, the scheduled lr, weights between their min and max,
+    # wall time that holds the training time and grows
+    assert list(h.iteration) == [12, 24, 36] and list(h.age) == [1.0, 2.0, 3.0]
+    assert list(h.lr) == [T.learning_rate(c, e, e + 1.0) for e in range(3)] == [c.lr, c.lr, c.lr * c.lr_decay]
+    assert (h.att_min <= h.att_mean).all() and (h.att_mean <= h.att_max).all() and (h.att_min >= 0).all()
+    assert (h.wall_time.diff().fillna(h.wall_time) >= h.train_time).all() and (h.train_time > 0).all()
+    # best.pt holds the best epoch's weights: scored again, they give the history's best validation PSNR
+    from pspl_nb.data import load_eval_set
+    from pspl_nb.evaluate import evaluate
+    from pspl_nb.run_folder import load_model
+
+    pairs = load_eval_set(c.val_set, c.scale, root=data_root, limit=c.eval_limit)
+    again = evaluate(load_model(c, "best", tmp_path), pairs, c.scale).psnr.mean()
+    assert again == pytest.approx(h.psnr_embedded_valid.max(), abs=1e-9)
 
     stamp = (run / "last.pt").stat().st_mtime_ns
     again = T.train(c, results=tmp_path, data_root=data_root, progress=False)
@@ -64,9 +75,10 @@ def cli(tmp_path, *args):
     return [sys.executable, "-m", "pspl_nb.train", "--profile", "smoke", "--results", str(tmp_path), *args]
 
 
-def test_resume_after_sigkill_gives_the_uninterrupted_history(tmp_path, data_root):
+@pytest.mark.processes
+def test_resume_after_sigkill_gives_the_uninterrupted_history(tmp_path, data_root, subprocess_env):
     args = ["--seed", "2", "--set", "epochs=4", "--set", "iters_per_epoch=20"]
-    proc = subprocess.Popen(cli(tmp_path / "killed", *args), env=ENV, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cli(tmp_path / "killed", *args), env=subprocess_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     c = smoke(seed=2, epochs=4, iters_per_epoch=20)
     hist = tmp_path / "killed" / "runs" / c.run_id() / "history.csv"
@@ -76,7 +88,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_history(tmp_path, data_roo
     proc.send_signal(signal.SIGKILL)  # mid-epoch 3, or mid-write of a file
     proc.wait()
     assert len(pd.read_csv(hist)) < 4, "the run finished before it could be killed"
-    subprocess.run(cli(tmp_path / "killed", *args), env=ENV, check=True, capture_output=True)
+    subprocess.run(cli(tmp_path / "killed", *args), env=subprocess_env, check=True, capture_output=True)
     resumed = pd.read_csv(hist)
     whole = T.train(c, results=tmp_path / "whole", data_root=data_root, progress=False)
     cols = [k for k in whole.columns if k not in ("wall_time", "train_time")]
@@ -113,7 +125,8 @@ def test_patch_too_large_names_the_field(tmp_path, data_root):
         T.train(smoke(patch=4000), results=tmp_path, data_root=data_root, progress=False)
 
 
-def test_ddp_with_two_gloo_processes_agrees_and_writes_once(tmp_path, data_root):
+@pytest.mark.processes
+def test_ddp_with_two_gloo_processes_agrees_and_writes_once(tmp_path, data_root, subprocess_env):
     """The uniform control under DDP: its weight is the global batch's mean attention, and the logged loss
     and weight statistics are the global batch's, so the history is the single process's up to the order
     of float sums; the world size is part of the run's numerics and id."""
@@ -123,7 +136,7 @@ def test_ddp_with_two_gloo_processes_agrees_and_writes_once(tmp_path, data_root)
     run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "pspl_nb.train", "--profile", "smoke", "--results", str(tmp_path / "ddp"), "--seed", "4",
            "--set", "device=cpu", "--set", "weighting=uniform"]
-    done = subprocess.run(run, env=ENV, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(run, env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = list((tmp_path / "ddp" / "runs").iterdir())
     assert len(runs) == 1
@@ -140,14 +153,16 @@ def test_ddp_with_two_gloo_processes_agrees_and_writes_once(tmp_path, data_root)
     assert (ddp.psnr_embedded_valid - single.psnr_embedded_valid).abs().max() < 0.05
 
 
-def test_cli_overrides_and_errors(tmp_path, data_root):
-    done = subprocess.run(cli(tmp_path, "--pspl", "off", "--set", "epochs=1", "--set", "base=l2"), env=ENV,
+@pytest.mark.processes
+def test_cli_overrides_and_errors(tmp_path, subprocess_env):
+    done = subprocess.run(cli(tmp_path, "--pspl", "off", "--set", "epochs=1", "--set", "base=l2"), env=subprocess_env,
                           capture_output=True, text=True, check=True)
     assert "edsr_baseline-tiny-x2-l2-s0-" in done.stdout
-    bad = subprocess.run(cli(tmp_path, "--set", "lr=-1"), env=ENV, capture_output=True, text=True)
+    bad = subprocess.run(cli(tmp_path, "--set", "lr=-1"), env=subprocess_env, capture_output=True, text=True)
     assert bad.returncode == 2 and "RunConfig.lr=-1.0" in bad.stderr
 
 
+@pytest.mark.processes
 def test_run_grid_runs_in_parallel_skips_finished_runs_and_returns_a_tidy_table(tmp_path, data_root):
     from pspl_nb.experiments import run_grid
 
@@ -185,7 +200,8 @@ def test_meta_records_numerics_sessions_and_the_optimiser_follows_the_config(tmp
     assert [(s["start_epoch"], s["end_epoch"]) for s in meta["sessions"]] == [(0, 1)]
 
 
-def test_a_run_asked_twice_at_once_is_trained_once(tmp_path, data_root):
+@pytest.mark.processes
+def test_a_run_asked_twice_at_once_is_trained_once(tmp_path, subprocess_env):
     """Two processes start the same run while a third holds its lock: both wait, then one trains and the
     other loads the finished run; meta.json shows a single training session covering every epoch."""
     from filelock import FileLock
@@ -196,24 +212,31 @@ def test_a_run_asked_twice_at_once_is_trained_once(tmp_path, data_root):
     folder.mkdir(parents=True)
     lock = FileLock(folder / ".lock")
     lock.acquire()
-    procs = [subprocess.Popen(cli(tmp_path, *args), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not all(folder.exists() and p.poll() is None for p in procs):
+    logs = [tmp_path / f"stderr{k}.txt" for k in range(2)]
+    procs = []
+    for log in logs:
+        with log.open("w") as sink:  # the child holds its own copy of the descriptor
+            procs.append(subprocess.Popen(cli(tmp_path, *args), env=subprocess_env, stdout=subprocess.PIPE,
+                                          stderr=sink, text=True))
+    waiting = "another process is training this run"
+    try:  # the event: each process says it waits for the lock, after its imports and before training
+        deadline = time.time() + 240
+        while time.time() < deadline and not all(waiting in log.read_text() for log in logs):
+            assert all(p.poll() is None for p in procs), [log.read_text()[-1500:] for log in logs]
             time.sleep(0.1)
-        time.sleep(8)  # both are past their imports and blocked on the lock
     finally:
         lock.release()
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
-    assert sum("another process is training this run" in err for _, err in outs) >= 1
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    errs = [log.read_text() for log in logs]
+    assert all(p.returncode == 0 for p in procs), [e[-1500:] for e in errs]
+    assert all(waiting in err for err in errs)  # both were blocked by the lock held here
     meta = json.loads((folder / "meta.json").read_text())
     assert [(s["start_epoch"], s["end_epoch"]) for s in meta["sessions"]] == [(0, 2)]
-    assert outs[0][0] == outs[1][0]  # the same history printed by both
+    assert outs[0] == outs[1]  # the same history printed by both
     assert not list(folder.glob("*.tmp"))
 
 
+@pytest.mark.processes
 def test_submitit_local_executor_runs_a_grid_in_the_same_run_folders(tmp_path, data_root):
     from pspl_nb.experiments import collect, submit_grid
 
@@ -244,27 +267,14 @@ def test_grid_workers_are_spread_over_the_gpus_they_are_given(monkeypatch):
     assert seen == [("0", "3"), ("3", "2"), ("0", "3"), ("3", "2"), ("0", "3")]
 
 
-def test_probe_picks_the_smallest_count_no_larger_one_beats_by_ten_percent(monkeypatch):
+def test_probe_picks_the_smallest_count_no_larger_one_beats_by_ten_percent(monkeypatch, instant_pool):
     """The decision rule, on a measured table (here a stand-in for the timings, which vary by machine)."""
     import pspl_nb.experiments as E
 
     paces = {1: 100.0, 2: 180.0, 4: 190.0, 8: 150.0}  # seconds so that n * steps / s gives these paces
     monkeypatch.setattr(E, "_probe_worker", None)
 
-    class FakePool:
-        def __init__(self, n, **kw):
-            self.n = n
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-        def map(self, f, args):
-            return [self.n * 50 / paces[self.n]] * self.n
-
-    monkeypatch.setattr(E, "ProcessPoolExecutor", FakePool)
+    monkeypatch.setattr(E, "ProcessPoolExecutor", instant_pool(lambda n: [n * 50 / paces[n]] * n))
     out = E.probe_concurrency(smoke(), candidates=(1, 2, 4, 8), steps=50)
     assert out["it_per_s"] == pytest.approx(paces) and out["best"] == 2
 
@@ -349,3 +359,39 @@ def test_a_diverged_run_is_recorded_and_reported_again_instead_of_retrained(tmp_
     with pytest.raises(T.NonFiniteLoss, match="recorded earlier"):
         T.train(c, results=tmp_path, data_root=data_root, progress=False)
     assert len(T.train(c, results=tmp_path, data_root=data_root, progress=False, force=True)) == 1
+
+
+def test_the_test_sets_are_scored_once_on_every_image_after_the_last_epoch(tmp_path):
+    """Table 1's path: after the last epoch the final model is scored on every image of each test set (here the
+    stand-in's Set5 and Set14, two images each, at their real sizes) by the field's protocol, the means land
+    in the last history row and ``questions.final_scores`` reads them from there."""
+    import numpy as np
+
+    from pspl_nb import metrics, questions
+    from pspl_nb.data import build_standin, ensure_embedded, load_eval_set
+    from pspl_nb.evaluate import super_resolve
+    from pspl_nb.experiments import tidy
+    from pspl_nb.run_folder import load_model
+
+    root = tmp_path / "data"
+    build_standin(root, train=0, valid=0, counts=2)
+    ensure_embedded(root)
+    c = smoke(epochs=2, seed=12, test_sets=("Set5", "Set14"))
+    h = T.train(c, results=tmp_path, data_root=root, progress=False)
+    scores = pd.read_csv(tmp_path / "runs" / c.run_id() / "test_scores.csv")
+    assert scores.groupby("set").size().to_dict() == {"Set5": 2, "Set14": 2}
+    model = load_model(c, "last", tmp_path)
+    for name in c.test_sets:
+        pairs = load_eval_set(name, c.scale, root=root)
+        sr = [super_resolve(model, p.lr) for p in pairs]  # scored again on the host, by numpy's protocol
+        psnr = [metrics.psnr(s, p.hr, c.scale) for s, p in zip(sr, pairs)]
+        ssim = [metrics.ssim(s, p.hr, c.scale) for s, p in zip(sr, pairs)]
+        assert scores[scores.set == name].psnr.tolist() == pytest.approx(psnr, abs=1e-9)
+        assert scores[scores.set == name].ssim.tolist() == pytest.approx(ssim, abs=1e-9)
+        assert h[f"psnr_{name}"].iloc[-1] == pytest.approx(np.mean(psnr), abs=1e-9)
+        assert h[f"psnr_{name}"].iloc[:-1].isna().all()  # scored after the last epoch only
+    table1 = questions.final_scores(tidy(h), sets=c.test_sets)
+    assert table1.psnr.tolist() == [h.psnr_Set5.iloc[-1], h.psnr_Set14.iloc[-1]] and set(table1.arm) == {"pspl"}
+    stamp = (tmp_path / "runs" / c.run_id() / "test_scores.csv").stat().st_mtime_ns
+    T.train(c, results=tmp_path, data_root=root, progress=False)  # finished: loaded, not scored again
+    assert (tmp_path / "runs" / c.run_id() / "test_scores.csv").stat().st_mtime_ns == stamp

@@ -64,14 +64,22 @@ def test_training_view_callback_covers_every_recorded_step():
     assert len(set(images[1:4])) == 3
 
 
-def test_the_widgets_build_and_react(maps):
+def test_the_widgets_build_and_react(maps, monkeypatch):
+    """Every control of the explorer redraws the figure with its own new value (the callback is recorded as
+    the widget calls it), starting from a first drawing at the paper's values."""
+    calls = []
+    real = widgets.update_explorer
+    monkeypatch.setattr(widgets, "update_explorer", lambda fig, m, **values: calls.append(values) or real(fig, m, **values))
     rng = np.random.default_rng(2)
     hr = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
     box = widgets.explorer(hr, hr)
     sliders = [w for row in box.children[:2] for w in row.children]
-    for s in sliders:
-        if hasattr(s, "max") and not isinstance(s.value, str):
-            s.value = s.max  # fires the callback; an exception here would propagate in a test
+    assert calls == [DEFAULT]
+    for name, s in zip(DEFAULT, sliders):
+        new = s.max if hasattr(s, "max") else "paper"
+        s.value = new  # fires the callback; an exception here would propagate in a test
+        assert calls[-1] == {**calls[-2], name: new}, name
+    assert len(calls) == 1 + len(DEFAULT)
     assert any(s.description == "gamma" for s in sliders)
 
 

@@ -18,14 +18,23 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from pspl_nb.housekeeping import sweep, temp_name
+from pspl_nb.atomic import atomic_write, write_json
+from pspl_nb.config import TEST_SETS
+from pspl_nb.housekeeping import sweep
 from pspl_nb.metrics import rgb_to_y
+from pspl_nb.places import data_root
 
 from . import embedded, standin
 from .embedded import ensure_embedded
 from .prepare import prepare_pair
-from .sources import (DATASET_KEYS, EVAL_NAMES, EXPECTED_IMAGES, SET_NAMES, STANDIN_MARKER, default_root,
-                      resolve_root, set_name)
+from .sources import (
+    DATASET_KEYS,
+    EXPECTED_IMAGES,
+    SET_NAMES,
+    STANDIN_MARKER,
+    resolve_root,
+    set_name,
+)
 
 
 class EvalPair(NamedTuple):
@@ -54,7 +63,7 @@ def repair_command(name: str, root=None) -> str:
     rebuild = standin.rebuild_command(name, root)
     if rebuild:
         return rebuild
-    where = "" if root == default_root() else f" --root {shlex.quote(str(root))}"
+    where = "" if root == data_root() else f" --root {shlex.quote(str(root))}"
     return f"python -m pspl_nb.data fetch {'embedded' if name.startswith('embedded_') else name} --force{where}"
 
 
@@ -106,7 +115,7 @@ def set_dir(name: str, root=None, split: str = "train") -> Path:
         ensure_embedded(root)
     folder = root / name
     if not (folder / "HR").is_dir() or not any((folder / "HR").iterdir()):
-        what = "div2k" if name.startswith("DIV2K") else "benchmarks" if name in EVAL_NAMES else name
+        what = "div2k" if name.startswith("DIV2K") else "benchmarks" if name in TEST_SETS else name
         raise FileNotFoundError(f"{folder / 'HR'} is missing: run `python -m pspl_nb.data fetch {what}` "
                                 f"(needs a network) or use the offline set 'embedded'")
     return folder
@@ -120,8 +129,9 @@ def _cached_folder(files: list[Path], cache: Path) -> tuple[np.ndarray, list[tup
     """(flat uint8 memmap, [(offset, (H, W, 3)), ...]) for ``files``, decoding them once into ``cache``.
 
     The index (``cache.json``) records each PNG's name, size and mtime; any change rebuilds the cache.
-    Both files are written under temporary names and renamed, the index last, so a reader never sees a
-    half-written cache and concurrent builders (DataLoader workers, xdist) cannot corrupt it.
+    Both files are written atomically (``atomic``), the index last, so a reader never sees a half-written
+    cache and concurrent builders (DataLoader workers, xdist) cannot corrupt it; a damaged image (or ^C)
+    leaves no half-written cache behind, which for DIV2K would be GBs.
     """
     stamp = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
     index_path, data_path = cache.with_suffix(".json"), cache.with_suffix(".npy")
@@ -141,22 +151,16 @@ def _cached_folder(files: list[Path], cache: Path) -> tuple[np.ndarray, list[tup
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
     cache.parent.mkdir(parents=True, exist_ok=True)
     sweep(cache.parent)  # what a build killed earlier left (GBs for DIV2K), never a live builder's files
-    tmp_data = cache.with_name(temp_name(cache.name, ".npy"))
-    tmp_index = tmp_data.with_suffix(".json")
-    flat = np.lib.format.open_memmap(tmp_data, mode="w+", dtype=np.uint8, shape=(max(sum(sizes), 1),))
-    try:
+
+    def decode_into(tmp):
+        flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(max(sum(sizes), 1),))
         for f, off, shape in tqdm(list(zip(files, offsets, shapes)),
                                   desc=f"cache {cache.parent.parent.name}/{cache.name}", leave=False):
             flat[off : off + int(np.prod(shape))] = read_rgb(f).reshape(-1)
         flat.flush()
-    except BaseException:  # a damaged image (or ^C): leave no half-written cache, it can be GBs
-        tmp_data.unlink(missing_ok=True)
-        raise
-    finally:
-        del flat
-    tmp_index.write_text(json.dumps({"files": stamp, "offsets": offsets, "shapes": shapes}))
-    os.replace(tmp_data, data_path)
-    os.replace(tmp_index, index_path)
+
+    atomic_write(data_path, decode_into, setting="PSPL_DATA")  # the index last: it vouches for the data
+    write_json(index_path, {"files": stamp, "offsets": offsets, "shapes": shapes}, setting="PSPL_DATA")
     return np.load(data_path, mmap_mode="r"), list(zip(offsets, shapes))
 
 
@@ -173,7 +177,7 @@ class TrainPatches(Dataset):
             across DataLoader worker counts. Use ``shuffle=False``; the order is already random.
         y_channel: return BT.601 luma, rounded to uint8 (C = 1) instead of RGB (C = 3).
         augment: random h-flip, v-flip and transpose (the same on LR and HR).
-        root: data root (None -> ``default_root()``).
+        root: data root (None -> ``places.data_root()``).
 
     Items: ``(lr, hr)`` uint8 tensors (C, p, p) and (C, p*s, p*s), values [0, 255].
     Each image of the set is drawn equally often per epoch (a seeded permutation of ``i % n_images``).
@@ -462,6 +466,6 @@ def verify(names=None, root=None) -> list[SetCheck]:
     root = resolve_root(root)
     if not names:
         names = [n for n in SET_NAMES if (root / n / "HR").is_dir()]
-    groups = {**DATASET_KEYS, "embedded": tuple(embedded.SETS), "benchmarks": EVAL_NAMES}
+    groups = {**DATASET_KEYS, "embedded": tuple(embedded.SETS), "benchmarks": TEST_SETS}
     sets = [s for n in names for s in (groups[n.lower()] if n.lower() in groups else (set_name(n),))]
     return [verify_set(s, root) for s in dict.fromkeys(sets)]

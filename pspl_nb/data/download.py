@@ -32,7 +32,6 @@ import shutil
 import stat
 import sys
 import tarfile
-import tempfile
 import time
 import zipfile
 import zlib
@@ -44,9 +43,11 @@ from filelock import FileLock, Timeout
 from PIL import Image
 from tqdm.auto import tqdm
 
-from pspl_nb.housekeeping import sweep_data_root, temp_name, temp_prefix
+from pspl_nb.atomic import replace_folder, staging_folder, write_json
+from pspl_nb.config import TEST_SETS
+from pspl_nb.housekeeping import sweep_data_root
 
-from .sources import EVAL_NAMES, GROUPS, SOURCES, STANDIN_MARKER, Source, resolve_root
+from .sources import GROUPS, SOURCES, STANDIN_MARKER, Source, resolve_root
 
 CONNECT_TIMEOUT_S = 25  # below 30 s so an unreachable host fails inside the promised 30 s
 READ_TIMEOUT_S = 60  # a stalled transfer (no byte for a minute) counts as interrupted
@@ -85,13 +86,6 @@ def load_checksums(root=None) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(temp_name(path.name))
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def stall_seconds() -> float:
     """Seconds a URL may send nothing, summed over its tries, before it is given up for the next one:
     ``$PSPL_STALL_SECONDS``, default ``STALL_S`` (60). ValueError naming the variable if it is not > 0."""
@@ -113,21 +107,24 @@ def expected_sha256(src: Source, root=None) -> tuple[str | None, str]:
     return (recorded["sha256"], "checksums.json") if recorded else (None, "none")
 
 
-def file_sha256(path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (a 3.5 GB zip takes ~10 s)."""
-    digest = hashlib.sha256()
+def file_sha256(path, algorithm: str = "sha256") -> str:
+    """Hex digest (sha256, or ``algorithm``) of a file, read in 1 MiB blocks (a 3.5 GB zip takes ~10 s)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _rejection(src: Source, digest: str, known: str | None, origin: str) -> str | None:
-    """Why a file with sha256 ``digest`` is not ``src`` (None when it is, or when nothing is known)."""
+def _rejection(src: Source, digest: str, known: str | None, origin: str, path: Path) -> str | None:
+    """Why the file at ``path``, of sha256 ``digest``, is not ``src`` (None when it is, or when nothing is known)."""
     if known and digest != known:
         return f"sha256 {digest[:16]}... differs from the {origin} value {known}"
     if src.sha256_prefix and not digest.startswith(src.sha256_prefix):
         return f"sha256 {digest[:16]}... does not start with {src.sha256_prefix} as its name says"
+    md5 = file_sha256(path, "md5") if src.md5 else None
+    if md5 and md5 != src.md5:
+        return f"md5 {md5} differs from the published {src.md5}"
     return None
 
 
@@ -228,12 +225,12 @@ def _from_url(url: str, part: Path, src: Source, known: str | None, origin: str)
     resumed = part.exists() and part.stat().st_size > 0
     _transfer(url, part, src)
     digest = file_sha256(part)
-    if resumed and (_rejection(src, digest, known, origin) or _not_an_archive(part, src)):
+    if resumed and (_rejection(src, digest, known, origin, part) or _not_an_archive(part, src)):
         # The kept bytes may come from another mirror or an older upload: one more try from byte 0.
         part.unlink()
         _transfer(url, part, src)
         digest = file_sha256(part)
-    reason = _not_an_archive(part, src) or _rejection(src, digest, known, origin)
+    reason = _not_an_archive(part, src) or _rejection(src, digest, known, origin, part)
     if reason:
         part.unlink()
         raise _URLFailed(f"{reason}; deleted")
@@ -258,7 +255,7 @@ def _download(src: Source, root: Path) -> tuple[Path, str, str]:
     known, origin = expected_sha256(src, root)
     if final.exists():  # left by an earlier run (weights; an archive whose extraction failed)
         digest = file_sha256(final)
-        if not _rejection(src, digest, known, origin):
+        if not _rejection(src, digest, known, origin, final):
             return final, src.url, digest
         final.unlink()
     folder.mkdir(parents=True, exist_ok=True)
@@ -281,7 +278,7 @@ def _record_checksum(src: Source, url: str, digest: str, nbytes: int, root: Path
     if src.sha256 or src.key in records:
         return
     records[src.key] = {"sha256": digest, "bytes": nbytes, "url": url}
-    _write_json_atomic(checksums_path(root), records)
+    write_json(checksums_path(root), records, sort_keys=True, setting="PSPL_DATA")
     tqdm.write(f"{src.key}: no published checksum; pinned sha256 {digest[:16]}... in {checksums_path(root)} "
                "(trust on first download)", file=sys.stderr)
 
@@ -400,7 +397,7 @@ def layout_of(src: Source, files: list[Path], raw: Path) -> dict[str, dict[str, 
         elif src.content == "LR":
             folder, name = f"{src.dest}/LR_bicubic/X{src.scale}", _lr_name(f.stem, src.scale)
         else:  # EDSR benchmark.tar: benchmark/<Set>/HR/*.png and benchmark/<Set>/LR_bicubic/X{s}/*.png
-            found = [i for i, p in enumerate(parts[:-2]) if p in EVAL_NAMES]
+            found = [i for i, p in enumerate(parts[:-2]) if p in TEST_SETS]
             if not found:
                 continue
             i = found[-1]
@@ -418,16 +415,6 @@ def layout_of(src: Source, files: list[Path], raw: Path) -> dict[str, dict[str, 
     if not plan:
         raise ValueError(f"{src.filename}: no images found where the {src.content} layout expects them")
     return plan
-
-
-def _install(staged: Path, final: Path) -> None:
-    """Put a finished folder in place with renames, so readers see the old folder or the new one."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    old = final.with_name(temp_name(final.name, ".old"))
-    if final.exists():
-        os.rename(final, old)
-    os.rename(staged, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _marker(root: Path, key: str) -> Path:
@@ -480,7 +467,8 @@ def fetch_source(src: Source, root=None, force: bool = False) -> Path:
         archive, url, digest = _download(src, root)
         plan = _install_archive(src, archive, url, root)
         _record_checksum(src, url, digest, archive.stat().st_size, root)
-        _write_json_atomic(_marker(root, src.key), {"sha256": digest, "url": url, "folders": sorted(plan)})
+        write_json(_marker(root, src.key), {"sha256": digest, "url": url, "folders": sorted(plan)}, sort_keys=True,
+                   setting="PSPL_DATA")
         archive.unlink()  # the images are in place; keeping DIV2K's zips would double its 5.8 GB
         return root / src.dest
     finally:
@@ -491,24 +479,23 @@ def _install_archive(src: Source, archive: Path, url: str, root: Path) -> dict:
     """Extract ``archive`` into a private folder under ``<root>/.tmp``, normalise it and install its folders;
     returns the plan (``layout_of``). An archive that does not extract is deleted unless a checksum vouches
     for it; one whose extraction was stopped (a full disk, Ctrl-C) is kept: the next fetch uses it again."""
-    (root / ".tmp").mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=temp_prefix(src.key), dir=root / ".tmp"))
     try:
-        raw = work / "raw"
-        plan = layout_of(src, safe_extract(archive, raw), raw)
-        for set_folder in {root / folder.split("/")[0] for folder in plan}:
-            if (set_folder / STANDIN_MARKER).exists():  # never mix real images into a synthetic set
-                shutil.rmtree(set_folder)
-        for folder, entries in plan.items():
-            staged = work / "staged" / folder
-            staged.mkdir(parents=True)
-            for name, f in entries.items():
-                if f.suffix.lower() == ".png":
-                    os.replace(f, staged / name)
-                else:  # lossless re-encode so every set is .png
-                    Image.open(f).save(staged / name)
-            _install(staged, root / folder)
-        return plan
+        with staging_folder(root / ".tmp", src.key) as work:
+            raw = work / "raw"
+            plan = layout_of(src, safe_extract(archive, raw), raw)
+            for set_folder in {root / folder.split("/")[0] for folder in plan}:
+                if (set_folder / STANDIN_MARKER).exists():  # never mix real images into a synthetic set
+                    shutil.rmtree(set_folder)
+            for folder, entries in plan.items():
+                staged = work / "staged" / folder
+                staged.mkdir(parents=True)
+                for name, f in entries.items():
+                    if f.suffix.lower() == ".png":
+                        os.replace(f, staged / name)
+                    else:  # lossless re-encode so every set is .png
+                        Image.open(f).save(staged / name)
+                replace_folder(staged, root / folder)
+            return plan
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -523,8 +510,6 @@ def _install_archive(src: Source, archive: Path, url: str, root: Path) -> dict:
             raise
         raise DownloadError(f"{archive.name} from {url} does not extract ({type(err).__name__}: {err}); "
                             f"{'deleted, a re-run downloads it again' if not archive.exists() else 'kept'}") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _unpacked_bytes(archive: Path) -> int:
@@ -574,7 +559,10 @@ def fetch(name: str, root=None, force: bool = False) -> Path:
     root = resolve_root(root)
     sweep_data_root(root)  # what killed fetches and builds left: partial extractions, half-written records
     if name in ("embedded", "all"):
-        from .embedded import MARKER, ensure_embedded  # deferred: it imports torch and the resize module
+        from .embedded import (  # deferred: it imports torch and the resize module
+            MARKER,
+            ensure_embedded,
+        )
 
         if force:  # a set without its marker is rebuilt
             for marker in root.glob(f"embedded_*/{MARKER}"):

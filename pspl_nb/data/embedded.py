@@ -20,16 +20,13 @@ multiple of 12 too); LR = MATLAB bicubic of HR, rounded to uint8 (``imresize_uin
 The retina image is first cut to its central 1008 x 1008 square: the full frame is 23 % black border.
 """
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import skimage.data
 from PIL import Image
 
-from pspl_nb.housekeeping import sweep, temp_prefix
+from pspl_nb.atomic import replace_folder, staging_folder
 from pspl_nb.resize import imresize_uint8, modcrop
 
 from .sources import SCALES, resolve_root
@@ -121,22 +118,14 @@ def ensure_embedded(root=None) -> Path:
     todo = [n for n in SETS if not _is_current(root / n)]
     if not todo:
         return root
-    root.mkdir(parents=True, exist_ok=True)
-    sweep(root)  # folders of builds killed earlier (never a live builder's: each names its process)
-    work = Path(tempfile.mkdtemp(prefix=temp_prefix("embedded"), dir=root))
-    try:
+    with staging_folder(root, "embedded") as work:
         for name in todo:
             _write_set(work / name, name)
-            final = root / name
-            if _is_current(final):  # another process built it meanwhile and may be reading it: keep theirs
+            if _is_current(root / name):  # another process built it meanwhile and may be reading it: keep theirs
                 continue
-            if final.exists():  # stale recipe or an interrupted older build: replace it
-                os.rename(final, work / f"old-{name}")
             try:
-                os.rename(work / name, final)
+                replace_folder(work / name, root / name)  # over a stale recipe or an interrupted older build
             except OSError:  # another process put a set there in between
-                if not _is_current(final):
+                if not _is_current(root / name):
                     raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return root

@@ -8,7 +8,8 @@ Layout under the data root (every source is normalised into it, see ``download.p
 
 Names: DIV2K_train (0001-0800), DIV2K_valid (0801-0900), Set5, Set14, B100, Urban100, embedded_train,
 embedded_valid. Sizes and sha256 of DIV2K are the ones the DIV2K site publishes; the benchmark tarballs and
-the EDSR files publish none, so they are pinned on first download (``<root>/checksums.json``).
+the EDSR files publish none, so they are pinned on first download (``<root>/checksums.json``); EDSR's
+benchmark.tar is also checked against the md5 a peer library's download code states.
 
 Every source has a list of base URLs, tried in order; all of them must deliver the same bytes, since one
 sha256 checks them all. A set folder holding ``STANDIN_MARKER`` is a synthetic stand-in (``standin.py``).
@@ -17,8 +18,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-EVAL_NAMES = ("Set5", "Set14", "B100", "Urban100")
-SET_NAMES = ("DIV2K_train", "DIV2K_valid", *EVAL_NAMES, "embedded_train", "embedded_valid", "embedded_tune")
+from pspl_nb.config import TEST_SETS
+from pspl_nb.places import data_root
+
+SET_NAMES = ("DIV2K_train", "DIV2K_valid", *TEST_SETS, "embedded_train", "embedded_valid", "embedded_tune")
 # What users type -> (training set, validation set).
 DATASET_KEYS = {"div2k": ("DIV2K_train", "DIV2K_valid"), "embedded": ("embedded_train", "embedded_valid")}
 SCALES = (2, 3, 4)
@@ -45,15 +48,9 @@ def base_urls(base: str) -> list[str]:
     return [bases] if isinstance(bases, str) else list(bases)
 
 
-def default_root() -> Path:
-    """The data root: ``$PSPL_DATA`` if set, else ``<repo>/data`` (the folder beside the ``pspl_nb`` package)."""
-    env = os.environ.get("PSPL_DATA")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "data"
-
-
 def resolve_root(root=None) -> Path:
-    """``root`` as a Path, or ``default_root()`` when None."""
-    return default_root() if root is None else Path(root).expanduser()
+    """``root`` as a Path, or ``places.data_root()`` when None."""
+    return data_root() if root is None else Path(root).expanduser()
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,8 @@ class Source:
     dest: folder under the data root ("" for EDSR's benchmark.tar, which holds four sets);
     content: "HR", "LR" (then ``scale``), "benchmark" (EDSR layout, several sets) or "weights" (kept as is);
     sha256 / size: published values, None when nothing is published (trust on first download);
-    sha256_prefix: leading hex digits of the sha256 given in the file name (torch.hub convention).
+    sha256_prefix: leading hex digits of the sha256 given in the file name (torch.hub convention);
+    md5: an md5 a peer's download code publishes, checked besides the sha256 pinned on first download.
     """
 
     key: str
@@ -76,6 +74,7 @@ class Source:
     sha256: str | None = None
     size: int | None = None
     sha256_prefix: str | None = None
+    md5: str | None = None
 
     @property
     def urls(self) -> list[str]:
@@ -103,6 +102,7 @@ _DIV2K = {  # file stem -> (bytes, sha256), as published on the DIV2K site
     "DIV2K_valid_LR_bicubic_X3": (54513392, "04b9a2ed3b4a0715d3924d3ae8514830c3328fac8d30512ce716d6f419e052a3"),
     "DIV2K_valid_LR_bicubic_X4": (31505881, "a50a5d1c4b88de4e8d300d8fb2b904c52fe93b2b298a4899697760d7cbb6d553"),
 }
+BENCHMARK_TAR_MD5 = "4ace41d33c2384b97e6b320cd0afd6ba"
 _HF_NAMES = {"Set5": "Set5", "Set14": "Set14", "B100": "BSD100", "Urban100": "Urban100"}  # ours -> theirs
 _WEIGHTS = {2: "edsr_baseline_x2-1bc95232.pt", 3: "edsr_baseline_x3-abf2a44e.pt", 4: "edsr_baseline_x4-6b446fab.pt"}
 
@@ -117,7 +117,8 @@ def _registry() -> dict[str, Source]:
         out.append(Source(f"{name}_HR", "hf", f"{hf}/resolve/main/data/{hf}_HR.tar.gz", name, "HR"))
         for s in SCALES:
             out.append(Source(f"{name}_LR_x{s}", "hf", f"{hf}/resolve/main/data/{hf}_LR_x{s}.tar.gz", name, "LR", s))
-    out.append(Source("benchmark_edsr", "edsr", "benchmark.tar", "", "benchmark"))
+    # md5 of benchmark.tar as torchSR's download code checks it (Coloquinte/torchSR, torchsr/datasets/benchmarks.py)
+    out.append(Source("benchmark_edsr", "edsr", "benchmark.tar", "", "benchmark", md5=BENCHMARK_TAR_MD5))
     for s, fname in _WEIGHTS.items():
         prefix = fname.rsplit("-", 1)[1].split(".")[0]
         out.append(Source(f"edsr_baseline_x{s}", "edsr", "models/" + fname, "weights", "weights", s,
@@ -135,7 +136,7 @@ GROUPS = {
     "weights": [k for k in SOURCES if SOURCES[k].content == "weights"],
 }
 GROUPS["all"] = GROUPS["div2k"] + GROUPS["benchmarks"] + GROUPS["weights"]
-for _name in EVAL_NAMES + ("DIV2K_train", "DIV2K_valid"):
+for _name in TEST_SETS + ("DIV2K_train", "DIV2K_valid"):
     GROUPS[_name] = [k for k, s in SOURCES.items() if s.dest == _name]
 
 

@@ -17,19 +17,18 @@ Every set folder carries ``.standin.json`` (its recipe and the command that rebu
 import json
 import os
 import shlex
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from pspl_nb.housekeeping import sweep, temp_prefix
+from pspl_nb.atomic import replace_folder, staging_folder
+from pspl_nb.config import TEST_SETS
 from pspl_nb.resize import imresize_uint8, modcrop
 
 from . import embedded
-from .sources import EVAL_NAMES, SCALES, STANDIN_MARKER, resolve_root, set_name
+from .sources import SCALES, STANDIN_MARKER, resolve_root, set_name
 
 VERSION = 1  # bump when the recipe changes, so existing stand-ins are rebuilt instead of reused
 DIV2K_WIDTH = 2040
@@ -65,7 +64,7 @@ BENCHMARK_SIZES = {
     "B100": {s: (321, 481) if s in _B100_PORTRAIT else (481, 321) for s in sorted(_B100)},
     "Urban100": {f"img_{i:03d}": tuple(map(int, wh.split("x"))) for i, wh in enumerate(_URBAN100, 1)},
 }
-_SET_INDEX = {name: i for i, name in enumerate(("DIV2K_train", "DIV2K_valid", *EVAL_NAMES))}  # seeds the streams
+_SET_INDEX = {name: i for i, name in enumerate(("DIV2K_train", "DIV2K_valid", *TEST_SETS))}  # seeds the streams
 
 
 def is_standin(name: str, root=None) -> bool:
@@ -149,7 +148,7 @@ def build_standin(root, train: int = 800, valid: int = 100, benchmarks: bool = T
     sizes = {"DIV2K_train": train, "DIV2K_valid": valid}
     if benchmarks:
         sizes.update({n: len(BENCHMARK_SIZES[n]) if counts is None else min(counts, len(BENCHMARK_SIZES[n]))
-                      for n in EVAL_NAMES})
+                      for n in TEST_SETS})
     todo = {n: c for n, c in sizes.items() if c and (force or (_read_marker(root / n) or {}).get("recipe")
                                                      != _recipe(n, c, seed))}
     for name in todo:
@@ -158,10 +157,7 @@ def build_standin(root, train: int = 800, valid: int = 100, benchmarks: bool = T
                                   "another --root")
     if not todo:
         return root
-    root.mkdir(parents=True, exist_ok=True)
-    sweep(root)  # folders of builds killed earlier (never a live builder's: each names its process)
-    work = Path(tempfile.mkdtemp(prefix=temp_prefix("standin"), dir=root))
-    try:
+    with staging_folder(root, "standin") as work:
         photos = {}
         for name, count in todo.items():
             recipe = _recipe(name, count, seed)
@@ -176,11 +172,7 @@ def build_standin(root, train: int = 800, valid: int = 100, benchmarks: bool = T
             marker = {"recipe": recipe, "rebuild": f"python -m pspl_nb.data standin --root {shlex.quote(str(root))} "
                                                    f"{only} --seed {seed} --force"}
             (work / name / STANDIN_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
-            if (root / name).exists():
-                os.rename(root / name, work / f"old-{name}")
-            os.rename(work / name, root / name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            replace_folder(work / name, root / name)
     return root
 
 

@@ -1,30 +1,19 @@
-"""A run's folder: where it lives, how its files are written, who may write them, and how to read it back.
+"""A run's folder: where it lives, which files it holds, who may write them, and how to read it back.
 
-Each run lives in ``<results>/runs/<run_id>/``::
-
-    config.json     the RunConfig (RunConfig.load gives it back)
-    meta.json       code version, torch, device, numerics, loader, state ("running" / "finished") and one
-                    entry per process session that trained it (which epochs, which host and pid)
-    history.csv     one row per epoch (see ``pspl_nb.train.train``)
-    last.pt         everything needed to resume (model, optimiser, age, history, snapshots)
-    best.pt         model weights of the best validation-PSNR epoch (validation set, never a test set)
-    attention.npz   the attention map of a fixed validation crop at ``config.attention_steps``
-    test_scores.csv per-image scores of the final model on ``config.test_sets``
-    .lock           held by the one process training the run
+Each run lives in ``<results>/runs/<run_id>/``: ``config.json`` (the RunConfig; ``RunConfig.load`` gives it
+back), the files of ``RUN_FILES`` and ``.lock``, held by the one process training the run.
 
 Two processes asked for the same run (two notebooks, a grid with a duplicate, two GPUs) never both train
 it: the first takes the folder's lock, the second waits for it and then loads the finished run (or resumes
-it, if the first died). Every file is written under a unique temporary name and renamed into place, so a
-kill leaves the old file or the new one, never half of one; the temporary file a kill leaves behind is
-removed by the next process that takes the lock. A finished run in a read-only results folder loads
-without the lock. A file that is damaged, missing or cannot be written (a full disk) gives one line
-naming it and what to do.
+it, if the first died). Every file is written with ``atomic.atomic_write``, so a kill leaves the old file or
+the new one, never half of one; the temporary file a kill leaves behind is removed by the next process that
+takes the lock. A finished run in a read-only results folder loads without the lock. A file that is
+damaged, missing or cannot be written (a full disk) gives one line naming it and what to do.
 """
 import errno
 import json
 import os
 import pickle
-import shutil
 import socket
 import subprocess
 import sys
@@ -37,20 +26,21 @@ import torch
 from filelock import FileLock, Timeout
 
 from pspl_nb.config import RunConfig
-from pspl_nb.housekeeping import sweep, temp_name
+from pspl_nb.housekeeping import sweep
 from pspl_nb.models import build_model
+from pspl_nb.places import results_root
 
-FULL_BELOW_BYTES = 1 << 20  # a write that fails with less than this free on its disk failed for lack of space
-
-
-class DiskFullError(OSError):
-    """A run file could not be written for lack of disk space; the previous version of the file is intact."""
-
-
-def results_root() -> Path:
-    """Where runs and notebook outputs go: ``$PSPL_RESULTS`` if set, else ``<repo>/results``."""
-    env = os.environ.get("PSPL_RESULTS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "results"
+RUN_FILES = {  # what training writes into a run's folder besides config.json; force=True deletes them in this order
+    "last.pt": "everything needed to resume: model, optimiser, age, history, snapshots, random states",
+    "best.pt": "model weights of the best validation-PSNR epoch (validation set, never a test set)",
+    "history.csv": "one row per epoch (pspl_nb.train.train)",
+    "attention.npz": "the attention map of a fixed validation crop at config.attention_steps",
+    "test_scores.csv": "per-image scores of the final model on config.test_sets",
+    "eval_scores.csv": "per-image scores of every evaluation",
+    "updates.csv": "step sizes per tenth of an epoch",
+    "meta.json": "code version, torch, device, numerics, loader, state (running / finished / diverged), the "
+                 "data's fingerprint and one entry per process session that trained it (epochs, host, pid)",
+}
 
 
 def run_folder(c: RunConfig, results=None) -> Path:
@@ -69,54 +59,6 @@ def code_version() -> str:
         pass
     from pspl_nb import __version__
     return __version__
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename over ``path``: a kill leaves either the old file or the new one.
-
-    The temporary name is unique per call, so two writers can never interleave inside one temporary file,
-    and names its writer (``housekeeping.temp_name``), so what a killed writer left is recognised later.
-    Raises DiskFullError (one line: the file, the space free and needed) when the disk filled up, whether
-    the writer reports it as ``ENOSPC`` or, as ``torch.save`` does, as a RuntimeError without the cause.
-    """
-    tmp = path.with_name(temp_name(path.name))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except Exception as err:
-        full = _disk_full_message(err, path, tmp)
-        if full:
-            raise _with_errno(DiskFullError(full), errno.ENOSPC) from None
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _with_errno(err: OSError, code: int) -> OSError:
-    """``err`` with ``errno`` set and its message left alone (``OSError(code, text)`` would print "[Errno n]")."""
-    err.errno = code
-    return err
-
-
-def _disk_full_message(err: Exception, path: Path, tmp: Path) -> str | None:
-    """The one-line report of a write of ``path`` that failed for lack of space, None when that is not why."""
-    try:  # measured before the partial file is deleted: what it holds is what the disk had left
-        free = shutil.disk_usage(path.parent).free
-        written = tmp.stat().st_size if tmp.exists() else 0
-    except OSError:
-        return None
-    no_space = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
-    if not no_space and free >= FULL_BELOW_BYTES:
-        return None
-    before = path.stat().st_size if path.exists() else 0
-    kept = f"; the previous {path.name} is intact" if path.exists() else ""
-    return (f"{path}: disk full ({free:,} bytes free on the disk of {path.parent} after writing {written:,} bytes "
-            f"of it; it needs about {max(written, before):,}): free some space or set PSPL_RESULTS to a larger "
-            f"disk, then run again{kept}")
-
-
-def save_json(path: Path, obj) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
 
 
 def read_meta(folder: Path) -> dict:
@@ -187,9 +129,10 @@ def _acquire(folder: Path, quiet: bool) -> FileLock | None:
             raise
         if is_finished(folder):
             return None
-        raise _with_errno(PermissionError(f"{folder}: cannot write there ({err.strerror}), so this unfinished run "
-                                          "cannot train; set PSPL_RESULTS (or results=) to a writable folder"),
-                          err.errno) from None
+        denied = PermissionError(f"{folder}: cannot write there ({err.strerror}), so this unfinished run cannot "
+                                 "train; set PSPL_RESULTS (or results=) to a writable folder")
+        denied.errno = err.errno  # set, not passed: OSError(code, text) would print "[Errno 13]"
+        raise denied from None
 
 
 def session_entry(start_epoch: int) -> dict:

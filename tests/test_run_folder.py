@@ -12,8 +12,9 @@ import sys
 import pytest
 import torch
 
-import pspl_nb.runs as R
+import pspl_nb.run_folder as R
 import pspl_nb.train as T
+from pspl_nb import atomic
 from pspl_nb.config import profile
 from pspl_nb.housekeeping import owner_tag
 
@@ -139,8 +140,8 @@ def test_a_full_results_disk_is_named_and_keeps_last_pt(tmp_path, data_root, mon
                            "data/0: file write failed")
 
     monkeypatch.setattr(torch, "save", save)
-    monkeypatch.setattr(R.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
-    with pytest.raises(R.DiskFullError) as err:
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    with pytest.raises(atomic.DiskFullError) as err:
         next(epochs)
     msg = one_line(err)
     assert msg.startswith(f"{last.parent}/") and "disk full (0 bytes free on the disk of" in msg
@@ -156,11 +157,11 @@ def test_atomic_write_names_enospc_and_leaves_the_old_file(tmp_path):
         p.write_text("half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(R.DiskFullError, match=rf"^{path}: disk full .*the previous history.csv is intact$"):
-        R.atomic_write(path, write)
+    with pytest.raises(atomic.DiskFullError, match=rf"^{path}: disk full .*the previous history.csv is intact$"):
+        atomic.atomic_write(path, write)
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["history.csv"]
     with pytest.raises(ZeroDivisionError):  # any other failure is left as it is
-        R.atomic_write(path, lambda p: 1 / 0)
+        atomic.atomic_write(path, lambda p: 1 / 0)
 
 
 def test_what_a_killed_writer_left_in_a_run_folder_is_removed_at_the_next_start(results, data_root):
@@ -187,15 +188,15 @@ def test_a_run_entered_again_while_its_generator_is_open_says_so(tmp_path, data_
     assert list(T.train(c, results=tmp_path, data_root=data_root, progress=False).epoch) == [1, 2]
 
 
-def test_a_batch_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path, data_root):
+@pytest.mark.processes
+def test_a_batch_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path, subprocess_env):
     """In a subprocess whose address space is capped at 6 GiB, so that a regression fails with a
     MemoryError instead of calling the out-of-memory killer on the machine."""
     def cap():
         resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 
-    env = {**os.environ, "CI": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "pspl_nb.train", "--profile", "smoke", "--results", str(tmp_path),
-                           "--set", "batch=100000000"], env=env, capture_output=True, text=True, preexec_fn=cap,
+                           "--set", "batch=100000000"], env=subprocess_env, capture_output=True, text=True, preexec_fn=cap,
                           timeout=300)
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
