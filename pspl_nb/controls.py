@@ -91,7 +91,8 @@ def design_sentence(effects: pd.DataFrame, unit: str = "dB") -> str:
         on_top = effects.iloc[6]
         tail += (f"; on top of the rising scale the pixel contrast {word(on_top)} "
                  f"({on_top['diff']:+.3f} {unit} [{on_top.lo:+.3f}, {on_top.hi:+.3f}])")
-    return f"{summary.capitalize()} carries a detectable gain here: {'; '.join(parts)}{tail}."
+    verb = "carry" if len(helps) == 2 else "carries"
+    return f"{summary.capitalize()} {verb} a detectable gain here: {'; '.join(parts)}{tail}."
 
 
 def sweep_arms(labels, family: str) -> dict:

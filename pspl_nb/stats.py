@@ -422,9 +422,12 @@ def speed_statement(sweep: pd.DataFrame, arm: str) -> str:
     labels = pd.Series(np.where(sizes >= MIN_SWEEP_RUN, words, "unsettled"), index=rows.index)
     parts = []
     for _, g in rows.groupby((labels != labels.shift()).cumsum(), sort=False):  # runs of one label
-        what = labels[g.index[0]]
-        parts.append(f"{what} for thresholds {g.threshold.min():.2f}-{g.threshold.max():.2f} dB (baseline there at "
-                     f"epochs {g.base_epoch.min():.1f}-{g.base_epoch.max():.1f})")
+        what, lo, hi = labels[g.index[0]], g.threshold.min(), g.threshold.max()
+        if len(g) == 1:
+            parts.append(f"{what} at threshold {lo:.2f} dB (baseline there at epoch {g.base_epoch.min():.1f})")
+        else:
+            parts.append(f"{what} for thresholds {lo:.2f}-{hi:.2f} dB (baseline there at "
+                         f"epochs {g.base_epoch.min():.1f}-{g.base_epoch.max():.1f})")
     return "; ".join(parts)
 
 

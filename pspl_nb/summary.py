@@ -24,6 +24,11 @@ def _fmt(value, kind) -> str:
     return f"{value:.2f}" if kind == "ratio" else f"{value:+.3f}"
 
 
+def _p(p: float) -> str:
+    """A p-value to 3 decimals; below 0.001 as "< 0.001" (three decimals cannot say how far below)."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _ints(values) -> list:
     return sorted(int(v) for v in values)
 
@@ -65,7 +70,7 @@ def claim_sentence(r) -> str:
         if r.kind == "difference":
             images += f", ahead on {int(r.ahead)} of {int(r.images)} images"
     arms = f"{r.arm} vs {r.baseline}" if r.claim in ("final", "speed") else "the four design arms at lr x1"
-    return (f"{PRIMARY[r.claim]} ({arms}, {int(r.seeds)} seeds): {est}, Holm-adjusted p {r.p_holm:.3f}: "
+    return (f"{PRIMARY[r.claim]} ({arms}, {int(r.seeds)} seeds): {est}, Holm-adjusted p {_p(r.p_holm)}: "
             f"{r.verdict}{images}.")
 
 
@@ -80,7 +85,7 @@ def claim_line(r) -> str:
     if hasattr(r, "img_lo") and not math.isnan(r.img_lo):
         images = f"; over seeds and images [{_fmt(r.img_lo, r.kind)}, {_fmt(r.img_hi, r.kind)}]"
     return (f"**{what}**: {_fmt(r.estimate, r.kind)}{unit} [{_fmt(r.adj_lo, r.kind)}, {_fmt(r.adj_hi, r.kind)}], "
-            f"Holm p {r.p_holm:.3f}: {r.verdict.split(',')[0]}{images}.")
+            f"Holm p {_p(r.p_holm)}: {r.verdict.split(',')[0]}{images}.")
 
 
 def regime_sentence(table: pd.DataFrame) -> str:

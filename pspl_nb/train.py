@@ -708,9 +708,11 @@ def update_blocks(c: RunConfig, epoch: int, steps: EpochSteps) -> list[dict]:
     rms = steps.update.double().cpu().numpy()
     loss = steps.loss.double().cpu().numpy()
     att = steps.weights[:, 0].double().cpu().numpy() if steps.weights is not None else np.full(n, math.nan)
+    # a step at lr 0 (the start of an lr ramp) moves nothing: it has no size per unit lr (NaN, not 0/0's warning)
+    per_lr = np.divide(rms, steps.lr, out=np.full(n, math.nan), where=steps.lr > 0)
     edges = np.unique(np.linspace(0, n, min(BLOCKS, n) + 1).round().astype(int))
     return [dict(epoch=epoch + 1, age=epoch + hi / c.iters_per_epoch, steps=hi - lo, lr=steps.lr[lo:hi].mean(),
-                 update_rms=rms[lo:hi].mean(), update_per_lr=(rms[lo:hi] / steps.lr[lo:hi]).mean(),
+                 update_rms=rms[lo:hi].mean(), update_per_lr=per_lr[lo:hi].mean(),
                  loss=loss[lo:hi].mean(), att_mean=att[lo:hi].mean())
             for lo, hi in zip(edges[:-1], edges[1:])]
 

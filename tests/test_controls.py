@@ -33,6 +33,8 @@ def test_factorial_effects_recover_additive_scale_and_contrast():
     assert (fx.n == 8).all()
     sentence = design_sentence(factorial_effects(t, "psnr"))
     assert sentence.startswith("Scale alone carries a detectable gain here") and "pixel contrast shows no" in sentence
+    both = design_sentence(factorial_effects(tidy({"l1": 0.0, "uniform": 0.2, "contrast": 0.2, "pspl": 0.4}), "psnr"))
+    assert both.startswith("Both parts carry a detectable gain here")
 
 
 def test_factorial_effects_from_exact_values():

@@ -82,3 +82,12 @@ def test_every_message_of_the_troubleshooting_table_is_one_the_code_prints():
         if not any(pattern.search(t) for t in templates):
             missing.append(message)
     assert not missing
+
+
+def test_readme_and_results_hold_exactly_what_the_committed_grids_generate():
+    """Every number README and docs/results.md print about the kit's own runs is generated from the committed
+    CSVs (``python -m pspl_nb.summary --write``), never typed: regenerating gives the same text."""
+    from pspl_nb import summary
+
+    for rel, text in summary.generated().items():
+        assert summary.block(ROOT / rel, summary.BLOCKS[rel]) == text, f"{rel} differs from `python -m pspl_nb.summary`"

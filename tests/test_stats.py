@@ -256,7 +256,7 @@ def test_a_verdict_held_over_fewer_than_three_adjacent_thresholds_is_not_stated(
     assert speed_statement(sweep, "x") == (
         "unsettled for thresholds 30.00-31.00 dB (baseline there at epochs 1.0-2.0); "
         "faster for thresholds 32.00-34.00 dB (baseline there at epochs 3.0-5.0); "
-        "unsettled for thresholds 35.00-35.00 dB (baseline there at epochs 6.0-6.0)")
+        "unsettled at threshold 35.00 dB (baseline there at epoch 6.0)")
 
 
 def test_sweep_levels_come_from_the_held_out_runs_and_early_thresholds_are_censored():

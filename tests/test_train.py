@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -395,3 +396,19 @@ def test_the_test_sets_are_scored_once_on_every_image_after_the_last_epoch(tmp_p
     stamp = (tmp_path / "runs" / c.run_id() / "test_scores.csv").stat().st_mtime_ns
     T.train(c, results=tmp_path, data_root=root, progress=False)  # finished: loaded, not scored again
     assert (tmp_path / "runs" / c.run_id() / "test_scores.csv").stat().st_mtime_ns == stamp
+
+
+def test_a_step_at_lr_zero_has_no_size_per_lr_and_raises_no_warning():
+    """An lr ramp that starts at 0 (``l1_lrramp``): those steps' ``update_per_lr`` is NaN, the rest rms / lr."""
+    import warnings
+
+    from pspl_nb.train import EpochSteps, update_blocks
+
+    lr = np.array([0.0, 0.0, 1e-4, 2e-4])
+    steps = EpochSteps(loss=torch.ones(4), weights=None, update=torch.tensor([0.0, 0.0, 1e-4, 3e-4]), lr=lr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = update_blocks(profile("smoke").replace(iters_per_epoch=4), 0, steps)
+    per = [r["update_per_lr"] for r in rows]
+    assert len(rows) == 4 and np.isnan(per[0]) and np.isnan(per[1])
+    assert per[2:] == pytest.approx([1.0, 1.5])
