@@ -96,8 +96,8 @@ reference: $(STAMP)  ## the committed reference grids: cpu (224 runs, ~3 h), cpu
 	$(BIN)/python -m pspl_nb.experiments --profile cpu_long --grid reference --jobs 2 --reference-dir $(REF)/cpu_long
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid table1 --seeds 3 --jobs 2 --reference-dir $(REF)/cpu
 
-GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 adam_loss_scale fig4_ablation threshold_sensitivity_reference \
-           design_effects_reference lr_sweep_reference attention_stats race_paper_settings race_seeds critical_curves fig5_visual
+GALLERY := overview_pipeline fig3_left fig3_right explorer_step1 adam_loss_scale fig4_ablation primary_claims \
+           effective_step lr_sweep_reference attention_stats race_paper_settings race_seeds critical_curves fig5_visual
 
 gallery:  ## copy README's figures from results/$(PROFILE)/figures (after make reproduce) to docs/gallery
 	@mkdir -p docs/gallery
