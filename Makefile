@@ -91,7 +91,7 @@ wheels: $(STAMP)  ## download gpu-check's imports (not torch) into wheels/ for P
 		--python-version $(PY_VERSION) --platform $(PLATFORM) -c constraints.txt -r bench/gpu_check_requirements.txt
 
 REF := results/reference
-reference: $(STAMP)  ## the committed reference grids: cpu (224 runs, ~3 h), cpu_long (112, ~9 h), Table 1 (30); resumable
+reference: $(STAMP)  ## the committed reference grids: cpu (224 runs, ~3 h), cpu_long (112, ~2.5 h), Table 1 (30); resumable
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid reference --jobs 2 --reference-dir $(REF)/cpu
 	$(BIN)/python -m pspl_nb.experiments --profile cpu_long --grid reference --jobs 2 --reference-dir $(REF)/cpu_long
 	$(BIN)/python -m pspl_nb.experiments --profile cpu --grid table1 --seeds 3 --jobs 2 --reference-dir $(REF)/cpu

@@ -49,7 +49,7 @@ class Plan:
 
 
 PLANS = {"cpu": Plan(sweep=(1, 2, 4, 6, 8), uniform_sweep=(1, 2, 4, 6, 8), mechanisms=True, hours=3),
-         "cpu_long": Plan(sweep=(1, 2, 4, 8), uniform_sweep=(1,), mechanisms=False, hours=8.7)}
+         "cpu_long": Plan(sweep=(1, 2, 4, 8), uniform_sweep=(1,), mechanisms=False, hours=2.5)}
 IMAGE_ARMS = ("l1", "pspl", "uniform", "contrast")  # with every lr of l1 and pspl: what the primary claims use
 UPDATE_FAMILIES = ("l1", "pspl", "uniform")  # at x1, with every optimiser control
 
