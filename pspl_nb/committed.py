@@ -172,11 +172,15 @@ def record(folder, name: str, table: pd.DataFrame, profile_name: str, command: s
     path.write_text(json.dumps(prov, indent=2) + "\n")
 
 
+def _table_path(profile_name: str, name: str) -> Path | None:
+    """Where committed table ``name`` of ``profile_name`` is (``.csv`` or ``.csv.gz``), or None."""
+    folder = reference_dir() / profile_name
+    return next((p for p in (folder / f"{name}.csv", folder / f"{name}.csv.gz") if p.exists()), None)
+
+
 def is_committed(profile_name: str, name: str = "reference") -> bool:
     """Whether grid ``name`` of ``profile_name`` is committed: its histories and per-image tables both exist."""
-    folder = reference_dir() / profile_name
-    return all(any((folder / f"{name}_{table}{ext}").exists() for ext in (".csv", ".csv.gz"))
-               for table in ("histories", "images"))
+    return all(_table_path(profile_name, f"{name}_{table}") for table in ("histories", "images"))
 
 
 def load(profile_name: str, name: str) -> pd.DataFrame:
@@ -185,7 +189,7 @@ def load(profile_name: str, name: str) -> pd.DataFrame:
     ``attrs["provenance"]`` holds its grid's entry of ``provenance.json`` (``record``).
     """
     folder = reference_dir() / profile_name
-    path = next((p for p in (folder / f"{name}.csv", folder / f"{name}.csv.gz") if p.exists()), None)
+    path = _table_path(profile_name, name)
     if path is None:
         raise FileNotFoundError(f"{folder / name}.csv is not committed; tables there: "
                                 f"{sorted(p.name for p in folder.glob('*.csv*'))}")
