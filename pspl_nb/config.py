@@ -22,7 +22,7 @@ LOADERS = ("auto", "host", "device")
 class RunConfig:
     # model
     model: str = "edsr_baseline"      # srcnn | vdsr | drrn | lapsrn | edsr_baseline | edsr
-    size: str = "full"                # "full" = the published architecture, "tiny" = 2-core CPU preset
+    size: str = "full"                # "full" = the published architecture; "small", "tiny" = CPU presets
     scale: int = 2                    # upscaling factor
     channels: str = "rgb"             # "rgb" or "y" (BT.601 luma, as DRRN and LapSRN train)
     rgb_range: float = 255.0          # data on [0, rgb_range]; EDSR-PyTorch (the official code) uses 255
@@ -245,7 +245,7 @@ def validate(c: RunConfig) -> None:
     """Raise ValueError with one line, ``RunConfig.<field>=<value>: <what is allowed>``, naming the first
     invalid field of ``c``: its type first, then its range, then how fields must agree."""
     from pspl_nb.data.sources import DATASET_KEYS, SCALES, SET_NAMES
-    from pspl_nb.models import MODEL_CARDS, MODELS
+    from pspl_nb.models import MODEL_CARDS, MODELS, SIZES
     from pspl_nb.pspl import BASES, SSIM_MODES
     from pspl_nb.ssim import MOMENTS
 
@@ -277,7 +277,7 @@ def validate(c: RunConfig) -> None:
         if not (isinstance(sets, tuple) and all(s in SET_NAMES for s in sets)):
             bad(name, f"must be a tuple of set names from {SET_NAMES}")
     # values
-    choices = {"model": tuple(MODELS), "size": ("full", "tiny"), "channels": ("rgb", "y"),
+    choices = {"model": tuple(MODELS), "size": SIZES, "channels": ("rgb", "y"),
                "dataset": tuple(DATASET_KEYS), "base": BASES, "weighting": WEIGHTINGS, "ssim": SSIM_MODES,
                "padding": ("zeros", "reflect"), "moments": MOMENTS, "device": ("auto", "cpu", "cuda", "mps"),
                "loader": LOADERS, "optimizer": OPTIMIZERS}

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -163,3 +164,16 @@ def test_gpu_section_renders_the_json_gpu_sh_writes(results, tmp_path):
     assert train_step.render(payload["result"]) in gpu
     assert f"at commit {payload['machine']['commit']}" in gpu
     assert "No `ssim_peers.json`" in gpu and "No `loader.json`" in gpu  # missing files are named, not skipped
+
+
+def test_regime_summary_reads_last_and_best_gain_per_candidate():
+    from bench import regime
+
+    table = pd.DataFrame({"candidate": ["a", "a", "b", "b"], "iteration": [100, 200, 100, 200],
+                          "gain": [1.5, 1.2, 0.5, 2.1], "train_s": [30.0, 90.0, 60.0, 120.0],
+                          "wall_s": [40.0, 120.0, 70.0, 150.0]})
+    s = regime.summary(table)
+    assert list(s.index) == ["a", "b"]
+    assert s.loc["a", "final gain (dB)"] == 1.2 and s.loc["a", "best gain (dB)"] == 1.5
+    assert s.loc["b", "train (min)"] == 2.0 and s.loc["b", "wall (min)"] == 2.5
+    assert regime.CANDIDATES["cpu_long"] == {} and regime.CANDIDATES["small"] == {"size": "small"}

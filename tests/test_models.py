@@ -7,7 +7,7 @@ module layout, never from the modules under test.
 import pytest
 import torch
 
-from pspl_nb.models import MODEL_CARDS, MODELS, PRESETS, build_model, model_card_table
+from pspl_nb.models import MODEL_CARDS, MODELS, PRESETS, SIZES, build_model, model_card_table
 from pspl_nb.models.edsr import DIV2K_RGB_MEAN
 from pspl_nb.resize import imresize
 
@@ -140,6 +140,20 @@ def test_edsr_res_scale_presets():
     assert all(block.res_scale == 0.1 for block in build_model("edsr", 2, "tiny").body[:-1])
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_small_sits_between_tiny_and_full(name):
+    """The CPU presets are strictly smaller than the published size and ordered tiny < small < full."""
+    count = {size: sum(p.numel() for p in build_model(name, 2, size).parameters()) for size in SIZES}
+    assert count["tiny"] < count["small"] < count["full"]
+    x = torch.rand(1, 3, 6, 5) * 255
+    assert build_model(name, 2, "small")(x).shape == (1, 3, 12, 10)
+
+
+def test_small_edsr_baseline_is_8_blocks_of_48_features():
+    model = build_model("edsr_baseline", 2, "small")
+    assert len(model.body) == 9 and model.head[0].out_channels == 48  # 8 residual blocks + the closing conv
+
+
 @pytest.mark.parametrize("name", ["vdsr", "drrn"])
 @pytest.mark.parametrize("scale", [2, 3])
 def test_zero_residual_gives_exactly_bicubic(name, scale):
@@ -254,7 +268,7 @@ def test_lapsrn_x3_is_refused():
     "kwargs, bad",
     [
         ({"name": "srgan", "scale": 2}, "'srgan'"),
-        ({"name": "vdsr", "scale": 2, "size": "small"}, "'small'"),
+        ({"name": "vdsr", "scale": 2, "size": "medium"}, "'medium'"),
         ({"name": "edsr", "scale": 5}, "got 5"),
         ({"name": "drrn", "scale": 2, "in_channels": 2}, "got 2"),
     ],

@@ -274,7 +274,10 @@ def test_markdown_summary_states_hand_computed_numbers(committed_folder):
     lines = text.splitlines()
     at = 125 / 300 * 200
     level = np.interp(at, EPOCHS, curve("l1_lrx2", 8))  # held-out l1 at its chosen x2: shift 0.2 on every seed
-    assert lines[0].endswith(f"On the cpu grid: {level:.2f} dB.")
+    share = np.mean([np.interp(level, curve("l1_lrx2", s), EPOCHS) / EPOCHS[-1] for s in SCORING])  # rising curves
+    assert lines[0].endswith(f"The threshold on the cpu grid is {level:.2f} dB, which the scoring l1_lrx2 runs reach at "
+                             f"{share:.0%} "
+                             "of the run on average (the paper's L1: 42%).")
     final = {a: np.array([curve(a, s)[-1] for s in SCORING]) for a in ("l1", "l1_lrx2", "pspl", "pspl_lrx2",
                                                                        "uniform")}
     regime = f"plain L1 ends {final['l1'].mean() - 29:+.2f} dB above bicubic (29.00 dB)"
@@ -319,7 +322,8 @@ def test_headline_is_the_primary_claims_in_words(committed_folder):
                                       committed.load("cpu", "reference_images"), n_boot=N_BOOT)
     assert lines[:4] == [summary.claim_line(r) for r in claims.itertuples()]
     assert lines[4].startswith("**Replications** of the four verdicts: on the second image set 4 of 4; on the "
-                               "cpu_long regime 4 of 4. A weak regime: plain L1 ends ")
+                               "cpu_long regime 4 of 4. Weak regimes: cpu: plain L1 ends ")
+    assert "cpu_long: plain L1 ends" in lines[4]
 
 
 def test_the_summary_reads_the_reference_folder_it_is_pointed_at(committed_folder, grid, tmp_path, monkeypatch):
@@ -351,6 +355,22 @@ def test_a_replication_grid_that_is_not_committed_is_named_not_invented(grid, tm
 
     # the same grid as its own replication repeats every verdict
     record_reference(tmp_path, table, images, profiles=("cpu_long",))
-    lines = summary.replication_lines("cpu", "cpu_long")
-    assert len(lines) == len(questions.PRIMARY) + 2 and lines[-1].startswith("cpu_long: plain L1 ends")
+    replicated, strength = summary.replication_parts("cpu", "cpu_long")
+    assert len(replicated) == len(questions.PRIMARY) + 1 and len(strength) == 2
+    assert replicated[0] == summary.threshold_sentence("cpu_long")
+    assert strength[-1].startswith("cpu_long: plain L1 ends")
+    assert summary.replication_lines("cpu", "cpu_long") == replicated + strength
+    assert "How strong the regimes are" in summary.markdown_summary("cpu", "cpu_long")
     assert "on the cpu_long regime 4 of 4" in summary.headline("cpu", "cpu_long")[-1]
+
+
+def test_crossing_share_is_the_mean_interpolated_crossing_over_the_run_length():
+    epochs = np.arange(1, 11)
+    rows = [pd.DataFrame({"arm": "l1", "seed": s, "epoch": epochs, "psnr": 30.0 + slope * epochs})
+            for s, slope in enumerate((1.0, 0.5, 0.1))]
+    tidy = pd.concat(rows + [pd.DataFrame({"arm": "pspl", "seed": 0, "epoch": epochs, "psnr": 40.0})])
+    share, left_out = questions.crossing_share(tidy, "l1", 34.0, "psnr")
+    # slope 1 reaches 34 dB at epoch 4, slope 0.5 at epoch 8, slope 0.1 never (right-censored, left out)
+    assert share == pytest.approx((4 / 10 + 8 / 10) / 2) and left_out == 1
+    assert questions.crossing_share(tidy, "pspl", 34.0, "psnr")[1] == 1  # there at its first evaluation
+    assert np.isnan(questions.crossing_share(tidy, "pspl", 34.0, "psnr")[0])

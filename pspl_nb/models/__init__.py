@@ -3,7 +3,8 @@
 Every model maps an LR batch (N, C, h, w) on [0, rgb_range] to SR (N, C, scale*h, scale*w) and takes the
 same constructor vocabulary: ``scale``, ``in_channels``, ``num_feat``, ``num_block``, ``rgb_range``.
 ``build_model(name, scale, size)`` fills ``num_feat``/``num_block`` from the model's preset dict:
-``"full"`` is the published architecture, ``"tiny"`` a small one that trains on a 2-core CPU.
+``"full"`` is the published architecture, ``"tiny"`` a small one that trains on a 2-core CPU and ``"small"``
+one in between (about 4x tiny's arithmetic) for a stronger CPU regime.
 
 ``MODEL_CARDS`` records what the official PSPL code (Elin24/PSPL, template.py) trained each model with.
 """
@@ -37,7 +38,7 @@ PRESETS = {
     "edsr": EDSR_PRESETS,
 }
 
-SIZES = ("full", "tiny")
+SIZES = ("full", "small", "tiny")
 
 
 def build_model(name: str, scale: int, size: str = "full", in_channels: int = 3, rgb_range: float = 255.0) -> nn.Module:
@@ -46,7 +47,8 @@ def build_model(name: str, scale: int, size: str = "full", in_channels: int = 3,
     Args:
         name: one of ``MODELS`` (srcnn, vdsr, drrn, lapsrn, edsr_baseline, edsr).
         scale: upscaling factor; 2, 3, 4 (LapSRN: 2, 4, 8).
-        size: ``"full"`` (published architecture) or ``"tiny"`` (CPU preset); see each model's ``*_PRESETS``.
+        size: ``"full"`` (published architecture), ``"small"`` or ``"tiny"`` (CPU presets); see each
+            model's ``*_PRESETS``.
         in_channels: 3 for RGB, 1 for the Y channel.
         rgb_range: value range of the images (255 for [0, 255], the official setting).
 

@@ -16,9 +16,10 @@ from torch import Tensor, nn
 from pspl_nb.models.edsr import check_in_channels, check_scale, in_float32
 from pspl_nb.resize import imresize
 
-#: ``full``: B1U25 with 128 channels. ``tiny``: 3 units x 16 channels, for CPU runs.
+#: ``full``: B1U25 with 128 channels. ``small``: 5 units x 32 channels and ``tiny``: 3 units x 16, for CPU runs.
 DRRN_PRESETS = {
     "full": {"num_block": 25, "num_feat": 128},
+    "small": {"num_block": 5, "num_feat": 32},
     "tiny": {"num_block": 3, "num_feat": 16},
 }
 

@@ -21,9 +21,11 @@ from torch import Tensor, nn
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 #: EDSR-baseline presets. ``full``: the published baseline (16 blocks x 64 features, res_scale 1,
-#: 1.37 M parameters at x2). ``tiny``: 4 blocks x 32 features, for CPU runs.
+#: 1.37 M parameters at x2). ``tiny``: 4 blocks x 32 features, for CPU runs. ``small``: 8 blocks x 48
+#: features (about 4.5x tiny's arithmetic per pixel), a stronger model a 2-core CPU still trains in minutes.
 EDSR_BASELINE_PRESETS = {
     "full": {"num_block": 16, "num_feat": 64, "res_scale": 1.0},
+    "small": {"num_block": 8, "num_feat": 48, "res_scale": 1.0},
     "tiny": {"num_block": 4, "num_feat": 32, "res_scale": 1.0},
 }
 
@@ -31,6 +33,7 @@ EDSR_BASELINE_PRESETS = {
 #: at x2). ``tiny``: the baseline's tiny size with the paper's residual scaling.
 EDSR_PRESETS = {
     "full": {"num_block": 32, "num_feat": 256, "res_scale": 0.1},
+    "small": {"num_block": 8, "num_feat": 48, "res_scale": 0.1},
     "tiny": {"num_block": 4, "num_feat": 32, "res_scale": 0.1},
 }
 

@@ -17,9 +17,10 @@ from torch import Tensor, nn
 
 from pspl_nb.models.edsr import check_in_channels, check_scale, in_float32
 
-#: ``full``: d = 10 convs per level, 64 channels. ``tiny``: d = 2, 16 channels, for CPU runs.
+#: ``full``: d = 10 convs per level, 64 channels. ``small``: d = 4, 32 channels and ``tiny``: d = 2, 16, for CPU runs.
 LAPSRN_PRESETS = {
     "full": {"num_block": 10, "num_feat": 64},
+    "small": {"num_block": 4, "num_feat": 32},
     "tiny": {"num_block": 2, "num_feat": 16},
 }
 

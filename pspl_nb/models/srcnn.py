@@ -11,9 +11,11 @@ from torch import Tensor, nn
 from pspl_nb.models.edsr import check_in_channels, check_scale, in_float32, mean_shift
 from pspl_nb.resize import imresize
 
-#: ``full``: the paper's 9-5-5 network with 64/32 features. ``tiny``: 32/16 features, for CPU runs.
+#: ``full``: the paper's 9-5-5 network with 64/32 features. ``small``: 48/24 and ``tiny``: 32/16 features,
+#: for CPU runs.
 SRCNN_PRESETS = {
     "full": {"num_feat": 64},
+    "small": {"num_feat": 48},
     "tiny": {"num_feat": 32},
 }
 

@@ -10,9 +10,11 @@ from torch import Tensor, nn
 from pspl_nb.models.edsr import check_in_channels, check_scale, in_float32, mean_shift
 from pspl_nb.resize import imresize
 
-#: ``full``: the paper's 20 layers x 64 channels. ``tiny``: 6 layers x 16 channels, for CPU runs.
+#: ``full``: the paper's 20 layers x 64 channels. ``small``: 10 layers x 32 and ``tiny``: 6 layers x 16
+#: channels, for CPU runs.
 VDSR_PRESETS = {
     "full": {"num_block": 20, "num_feat": 64},
+    "small": {"num_block": 10, "num_feat": 32},
     "tiny": {"num_block": 6, "num_feat": 16},
 }
 

@@ -1,0 +1,91 @@
+"""Which knob lifts plain L1 furthest above bicubic on the embedded images, for how many CPU minutes.
+
+The cpu and cpu_long profiles train a tiny EDSR-baseline that ends about 1 dB (cpu) and 1.4 dB (cpu_long)
+above MATLAB bicubic on ``embedded_valid``; the paper's EDSR-baseline is about 3 dB above it. This script
+trains plain L1 (seed 0, lr x2, the cpu grid's held-out choice) under a few candidate regimes, each the
+cpu_long schedule (2,000 iterations) with one thing changed, and reports per candidate the gain over bicubic
+(dB, Y channel, shave = scale) after every epoch and the training time. Runs are train-or-load in
+``--results`` (default ``bench/out/regime``), so an interrupted measurement resumes.
+
+Candidates (``CANDIDATES``), each about 4x cpu_long's arithmetic but the first: the cpu_long profile itself;
+LR patch 48 instead of 24 (4x the pixels per step); the ``small`` model size (8 blocks x 48 features instead
+of 4 x 32, 4.5x the arithmetic per pixel). Each row's epoch column also answers "fewer iterations?".
+
+    python -m bench.regime                      # all candidates
+    python -m bench.regime --only small --csv bench/regime.csv
+    python -m bench.regime --iters 4 --epochs 2 --results /tmp/r   # the pipeline only, numbers meaningless
+"""
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from pspl_nb.config import profile
+from pspl_nb.evaluate import bicubic_psnr
+from pspl_nb.train import train
+
+HERE = Path(__file__).resolve().parent
+BASE = "cpu_long"
+CANDIDATES = {
+    "cpu_long": {},
+    "patch48": {"patch": 48},
+    "small": {"size": "small"},
+}
+
+
+def measure(names=tuple(CANDIDATES), results=HERE / "out" / "regime", lr_mult: float = 2.0, **schedule) -> pd.DataFrame:
+    """Train (or load) plain L1 under each named candidate; one row per candidate and epoch.
+
+    Args:
+        names: keys of ``CANDIDATES``.
+        results: results folder of the runs (train-or-load).
+        lr_mult: lr multiplier over the profile's 5e-4.
+        schedule: overrides applied to every candidate (``iters_per_epoch``, ``epochs``, ``milestones``): for a
+            quick pipeline check.
+
+    Returns:
+        DataFrame: ``candidate, overrides, iteration, epoch, psnr`` (dB on embedded_valid), ``bicubic`` (dB),
+        ``gain`` (dB), ``train_s`` (cumulative training seconds, evaluation excluded), ``wall_s`` (cumulative,
+        evaluation included), ``run_id``.
+    """
+    rows = []
+    for name in names:
+        c = profile(BASE, weighting="none", seed=0, lr_mult=lr_mult, **{**CANDIDATES[name], **schedule})
+        floor = bicubic_psnr(c.val_set, c.scale, limit=c.eval_limit)
+        h = train(c, results=results)
+        rows.append(pd.DataFrame({
+            "candidate": name, "overrides": str(CANDIDATES[name]), "iteration": h.iteration, "epoch": h.epoch,
+            "psnr": h[f"psnr_{c.val_set}"], "bicubic": floor, "gain": h[f"psnr_{c.val_set}"] - floor,
+            "train_s": h.train_time.cumsum(), "wall_s": h.wall_time, "run_id": c.run_id()}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per candidate: gain at the last epoch and at the best one (dB), and training minutes for the run."""
+    g = table.groupby("candidate", sort=False)
+    return pd.DataFrame({"final gain (dB)": g.gain.last(), "best gain (dB)": g.gain.max(),
+                         "iterations": g.iteration.last(), "train (min)": g.train_s.last() / 60,
+                         "wall (min)": g.wall_s.last() / 60}).round(3)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="+", choices=tuple(CANDIDATES), default=tuple(CANDIDATES))
+    parser.add_argument("--results", default=str(HERE / "out" / "regime"))
+    parser.add_argument("--csv", help="write the per-epoch table here")
+    parser.add_argument("--iters", type=int, help="iterations per epoch (a quick pipeline check)")
+    parser.add_argument("--epochs", type=int, help="epochs (a quick pipeline check; the lr halves before the last)")
+    a = parser.parse_args(argv)
+    schedule = {}
+    if a.iters:
+        schedule["iters_per_epoch"] = a.iters
+    if a.epochs:
+        schedule.update(epochs=a.epochs, milestones=(max(1, a.epochs - 1),))
+    table = measure(a.only, a.results, **schedule)
+    if a.csv:
+        table.to_csv(a.csv, index=False, float_format="%.4f")
+    print(summary(table).to_string())
+
+
+if __name__ == "__main__":
+    main()
