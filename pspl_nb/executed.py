@@ -11,6 +11,7 @@ import argparse
 import base64
 import io
 import json
+import re
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -72,16 +73,27 @@ def slim(nb: dict, max_width: int = MAX_WIDTH) -> dict:
     return nb
 
 
-def write_index(out: Path, profile: str, paths: list[Path]) -> Path:
-    """``index.md`` in ``out``: which profile and code version made the copies, and the size of each."""
-    from pspl_nb.run_folder import code_version
+def kit_version(nb: dict) -> str:
+    """The code version a notebook ran with: the ``kit <version>`` its opening cell prints (``notebook.banner``),
+    or "?" where no output names one."""
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            match = re.search(r"\| kit (\S+)", "".join(out.get("text", "")))
+            if match:
+                return match.group(1)
+    return "?"
 
+
+def write_index(out: Path, profile: str, paths: list[Path]) -> Path:
+    """``index.md`` in ``out``: which profile made the copies, and each copy's code version and size (copies
+    are rewritten one at a time with ``--only``, so they can come from different versions)."""
     lines = [f"# Executed notebooks ({profile} profile)", "",
-             f"Written by `make executed` (`python -m pspl_nb.executed --profile {profile}`) on {date.today()}, "
-             f"code version `{code_version()}`. Each is a notebook of `notebooks/` run top to bottom, with its "
-             "figures, tables and the sliders' state as the run left them.", "",
-             "| notebook | size |", "|---|---|"]
-    lines += [f"| [{p.stem}]({p.name}) | {p.stat().st_size / 1e6:.2f} MB |" for p in sorted(paths)]
+             f"Written by `make executed` (`python -m pspl_nb.executed --profile {profile}`); index updated on "
+             f"{date.today()}. Each is a notebook of `notebooks/` run top to bottom, with its figures, tables and "
+             "the sliders' state as the run left them; the code version is the one its opening cell printed.", "",
+             "| notebook | code version | size |", "|---|---|---|"]
+    lines += [f"| [{p.stem}]({p.name}) | `{kit_version(json.loads(p.read_text()))}` | {p.stat().st_size / 1e6:.2f} MB |"
+              for p in sorted(paths)]
     index = out / "index.md"
     index.write_text("\n".join(lines) + "\n")
     return index

@@ -81,4 +81,15 @@ def test_make_executed_writes_slim_copies_with_figures_and_widget_state(tmp_path
     assert nb["metadata"]["papermill"]["parameters"] == {"PROFILE": "smoke"}
     index = (tmp_path / "executed" / "index.md").read_text()
     assert "smoke profile" in index and "[02_pspl_explained](02_pspl_explained.ipynb)" in index
+    from pspl_nb.run_folder import code_version
+
+    assert f"| `{code_version()}` |" in index  # the version the notebook's opening cell printed
     assert copy.stat().st_size < 3e6
+
+
+def test_kit_version_reads_the_banner_line_or_says_it_is_unknown():
+    banner = {"output_type": "stream", "name": "stdout",
+              "text": ["profile cpu | device cpu | torch 2.13.0+cpu | python 3.11.7 | kit 287f918-dirty\n"]}
+    nb = {"cells": [{"cell_type": "code", "outputs": []}, {"cell_type": "code", "outputs": [banner]}]}
+    assert executed.kit_version(nb) == "287f918-dirty"
+    assert executed.kit_version({"cells": [{"cell_type": "markdown"}]}) == "?"
