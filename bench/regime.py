@@ -11,8 +11,8 @@ Candidates (``CANDIDATES``), each about 4x cpu_long's arithmetic but the first: 
 LR patch 48 instead of 24 (4x the pixels per step); the ``small`` model size (8 blocks x 48 features instead
 of 4 x 32, 4.5x the arithmetic per pixel). Each row's epoch column also answers "fewer iterations?".
 
-    python -m bench.regime                      # all candidates
-    python -m bench.regime --only small --csv bench/regime.csv
+    python -m bench.regime --csv bench/regime.csv --report bench/REGIME.md   # all candidates (committed)
+    python -m bench.regime --only small
     python -m bench.regime --iters 4 --epochs 2 --results /tmp/r   # the pipeline only, numbers meaningless
 """
 import argparse
@@ -68,11 +68,33 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
                          "wall (min)": g.wall_s.last() / 60}).round(3)
 
 
+def report(table: pd.DataFrame) -> str:
+    """Markdown: the per-candidate summary and what the runs were (bench/REGIME.md)."""
+    import os
+    from datetime import date
+
+    from pspl_nb.run_folder import code_version
+
+    c = profile(BASE)
+    floor = table.bicubic.iloc[0]
+    rows = [f"| {name} | {r['final gain (dB)']:+.2f} | {r['best gain (dB)']:+.2f} | {r['iterations']:.0f} | "
+            f"{r['train (min)']:.1f} | {r['wall (min)']:.1f} |" for name, r in summary(table).iterrows()]
+    return "\n".join([
+        "# What lifts plain L1 above bicubic on the embedded images (`python -m bench.regime`)", "",
+        f"Plain L1, tiny-profile seed 0, lr x2, the {BASE} schedule ({c.epochs} epochs x {c.iters_per_epoch} "
+        f"iterations, batch {c.batch}) with one change per row; gain = PSNR on {c.val_set} (Y, shave = scale) "
+        f"minus MATLAB bicubic ({floor:.2f} dB). Measured on {date.today()}, code `{code_version()}`, "
+        f"{os.cpu_count()} CPU cores, runs one at a time (times include other load on the machine).", "",
+        "| candidate | final gain (dB) | best gain (dB) | iterations | train (min) | wall (min) |",
+        "|---|---|---|---|---|---|", *rows, ""])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", choices=tuple(CANDIDATES), default=tuple(CANDIDATES))
     parser.add_argument("--results", default=str(HERE / "out" / "regime"))
     parser.add_argument("--csv", help="write the per-epoch table here")
+    parser.add_argument("--report", help="write the markdown summary here (the committed one: bench/REGIME.md)")
     parser.add_argument("--iters", type=int, help="iterations per epoch (a quick pipeline check)")
     parser.add_argument("--epochs", type=int, help="epochs (a quick pipeline check; the lr halves before the last)")
     a = parser.parse_args(argv)
@@ -84,6 +106,8 @@ def main(argv=None):
     table = measure(a.only, a.results, **schedule)
     if a.csv:
         table.to_csv(a.csv, index=False, float_format="%.4f")
+    if a.report:
+        Path(a.report).write_text(report(table))
     print(summary(table).to_string())
 
 

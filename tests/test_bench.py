@@ -177,3 +177,5 @@ def test_regime_summary_reads_last_and_best_gain_per_candidate():
     assert s.loc["a", "final gain (dB)"] == 1.2 and s.loc["a", "best gain (dB)"] == 1.5
     assert s.loc["b", "train (min)"] == 2.0 and s.loc["b", "wall (min)"] == 2.5
     assert regime.CANDIDATES["cpu_long"] == {} and regime.CANDIDATES["small"] == {"size": "small"}
+    text = regime.report(table.assign(bicubic=33.69))
+    assert "| a | +1.20 | +1.50 | 200 | 1.5 | 2.0 |" in text and "bicubic (33.69 dB)" in text
