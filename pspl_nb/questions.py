@@ -73,14 +73,11 @@ def speed_question(tidy: pd.DataFrame, c: RunConfig, held_out: pd.DataFrame | No
 
 def crossing_share(tidy: pd.DataFrame, arm: str, level: float, column: str) -> tuple[float, int]:
     """Where ``arm``'s runs in ``tidy`` first reach ``level`` (dB), as a share of the run (0-1): the mean over
-    runs of ``stats.epochs_to_threshold`` / the last epoch, over the runs that cross after their first
+    runs of ``stats.per_seed_epochs`` / the run's last epoch, over the runs that cross after their first
     evaluation; and how many runs do not count (never there, or there already at the first evaluation)."""
     runs = tidy[tidy.arm == arm]
-    shares = []
-    for _, g in runs.groupby("seed"):
-        e = stats.epochs_to_threshold(g.epoch.to_numpy(float), g[column].to_numpy(), level)
-        shares.append(e / g.epoch.max())
-    shares = np.asarray(shares)
+    reach = stats.per_seed_epochs(runs, column, level).set_index("seed").epochs
+    shares = (reach / runs.groupby("seed").epoch.max()).to_numpy(dtype=float)
     ok = np.isfinite(shares)
     return (float(shares[ok].mean()) if ok.any() else math.nan), int((~ok).sum())
 
